@@ -1,0 +1,121 @@
+"""agentplex: run multi-agent LLM workflows with real parallelism.
+
+Build a workflow in Python (:class:`Workflow`) or load one from a file
+(:func:`load_workflow`), then :func:`run` it::
+
+    import agentplex as ap
+
+    wf = ap.Workflow("compare")
+    py = wf.agent("researcher", "Research Python web frameworks for {query}")
+    rs = wf.agent("researcher", "Research Rust web frameworks for {query}")
+    wf.agent("analyzer", "Compare the findings", depends_on=[py, rs])
+    result = ap.run(wf, inputs={"query": "web backends"})
+    print(result.speedup)
+"""
+
+from agentplex.context import NodeContext
+from agentplex.events import (
+    Event,
+    NodeCancelled,
+    NodeFailed,
+    NodeFinished,
+    NodeProgress,
+    NodeReady,
+    NodeRetrying,
+    NodeSkipped,
+    NodeStarted,
+    Observer,
+    RunFinished,
+    RunStarted,
+)
+from agentplex.exceptions import (
+    AgentplexError,
+    ConfigError,
+    CycleError,
+    DependencyError,
+    DuplicateNodeError,
+    EmptyWorkflowError,
+    InvalidWorkflowError,
+    MissingExtraError,
+    NodeError,
+    NodeTimeoutError,
+    ProviderError,
+    RetryableError,
+    RunFailedError,
+    SchemaError,
+    TemplateError,
+    UnknownRoleError,
+    UntrustedCodeError,
+    WorkflowError,
+    WorkflowFileError,
+)
+from agentplex.fanout import fan_out
+from agentplex.files import load_workflow, workflow_from_data
+from agentplex.result import NodeResult, RunResult
+from agentplex.roles import BUILTIN_ROLES, Role
+from agentplex.runner import RunOptions, arun, run
+from agentplex.scheduler import Scheduler
+from agentplex.workflow import (
+    AgentNode,
+    CompiledWorkflow,
+    FunctionNode,
+    InputSpec,
+    MapNode,
+    Node,
+    Workflow,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUILTIN_ROLES",
+    "AgentNode",
+    "AgentplexError",
+    "CompiledWorkflow",
+    "ConfigError",
+    "CycleError",
+    "DependencyError",
+    "DuplicateNodeError",
+    "EmptyWorkflowError",
+    "Event",
+    "FunctionNode",
+    "InputSpec",
+    "InvalidWorkflowError",
+    "MapNode",
+    "MissingExtraError",
+    "Node",
+    "NodeCancelled",
+    "NodeContext",
+    "NodeError",
+    "NodeFailed",
+    "NodeFinished",
+    "NodeProgress",
+    "NodeReady",
+    "NodeResult",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeTimeoutError",
+    "Observer",
+    "ProviderError",
+    "RetryableError",
+    "Role",
+    "RunFailedError",
+    "RunFinished",
+    "RunOptions",
+    "RunResult",
+    "RunStarted",
+    "Scheduler",
+    "SchemaError",
+    "TemplateError",
+    "UnknownRoleError",
+    "UntrustedCodeError",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowFileError",
+    "arun",
+    "fan_out",
+    "load_workflow",
+    "run",
+    "workflow_from_data",
+]

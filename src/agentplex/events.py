@@ -1,0 +1,115 @@
+"""Events: frozen records of what happened during a run.
+
+The runner emits events and never formats output or writes files itself;
+the terminal view, the JSON result, and later the run store all subscribe to
+this one stream, so they always agree. Times are seconds since the run
+started, on the monotonic clock.
+
+Lifecycle of one node::
+
+    NodeReady -> NodeStarted (attempt 1) [-> NodeRetrying -> NodeStarted (attempt 2) ...]
+              -> NodeFinished | NodeFailed | NodeCancelled
+    (or NodeSkipped, without ever being ready, when a dependency failed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentplex.llm.base import Usage
+    from agentplex.result import RunResult
+    from agentplex.workflow import CompiledWorkflow
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event."""
+
+    run_id: str
+    t: float
+    """Seconds since the run started."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    workflow: CompiledWorkflow
+    strategy: str
+    max_concurrency: int
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReady(Event):
+    """Every dependency succeeded; the node waits for a slot."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted(Event):
+    node_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRetrying(Event):
+    """An attempt failed with a retryable error; the next starts after ``delay_s``."""
+
+    node_id: str
+    attempt: int
+    error: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProgress(Event):
+    """A map node finished ``done`` of its ``total`` items."""
+
+    node_id: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFinished(Event):
+    node_id: str
+    output: Any
+    attempts: int
+    duration_s: float
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFailed(Event):
+    node_id: str
+    error: str
+    error_type: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSkipped(Event):
+    """Not run because ``because`` (a dependency, directly or not) failed."""
+
+    node_id: str
+    because: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCancelled(Event):
+    """Stopped (or never started) because the run was cancelled or failed fast."""
+
+    node_id: str
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    result: RunResult
+
+
+Observer = Callable[[Event], None]
+"""Anything called with each event, in order, on the event loop's thread."""

@@ -1,0 +1,258 @@
+"""The agentplex exception tree.
+
+Every error agentplex raises on purpose derives from :class:`AgentplexError`;
+leaves also derive from the builtin they resemble, so ``except ValueError``
+keeps working for code that does not know about agentplex::
+
+    AgentplexError
+     ├── WorkflowError (ValueError)         one problem in a workflow spec or file
+     │    ├── SchemaError                   missing field, wrong type, unknown field
+     │    ├── DuplicateNodeError            two nodes share an id
+     │    ├── DependencyError               unknown, out-of-range or self dependency
+     │    ├── CycleError                    dependencies form a cycle (.cycle)
+     │    ├── UnknownRoleError              an agent names a role nobody defined
+     │    ├── TemplateError                 a task names an unknown {placeholder}
+     │    ├── EmptyWorkflowError            no nodes at all
+     │    └── UntrustedCodeError            an untrusted plan asks to run Python
+     ├── InvalidWorkflowError (ValueError)  validation found errors (.errors, all of them)
+     ├── WorkflowFileError (OSError)        a file cannot be read or parsed
+     ├── ConfigError (ValueError)           a bad option: model string, strategy, input
+     ├── MissingExtraError (ImportError)    an optional dependency is not installed
+     ├── RetryableError                     raise it (or subclass it) to ask for a retry
+     ├── ProviderError                      an LLM call failed (.retryable, .status)
+     ├── NodeError                          one node failed for good (.node_id, .attempts)
+     │    └── NodeTimeoutError (TimeoutError)
+     └── RunFailedError                     RunResult.raise_for_status() on a failed run
+
+Errors carry their context as attributes and say how to fix the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentplex.result import RunResult
+
+
+class AgentplexError(Exception):
+    """Root of every error agentplex raises on purpose."""
+
+
+class WorkflowError(AgentplexError, ValueError):
+    """One problem in a workflow, located as precisely as we know.
+
+    Attributes:
+        problem: what is wrong, in one sentence.
+        hint: how to fix it, or ``None``.
+        path: the file the workflow came from, or ``None`` for Python-built ones.
+        node_id: the node at fault, or ``None`` for workflow-level problems.
+        field: the field of the node at fault (``depends_on``, ``task``...).
+        line: 1-based line in ``path`` where known (YAML files).
+    """
+
+    code = "workflow"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        hint: str | None = None,
+        path: str | None = None,
+        node_id: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.hint = hint
+        self.path = path
+        self.node_id = node_id
+        self.field = field
+        self.line = line
+        super().__init__(self._format())
+
+    def located(self, *, path: str | None = None, line: int | None = None) -> WorkflowError:
+        """Return a copy of this error that also names ``path`` and ``line``."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.path = path if path is not None else self.path
+        clone.line = line if line is not None else self.line
+        Exception.__init__(clone, clone._format())
+        return clone
+
+    def _format(self) -> str:
+        where = self.path or "<workflow>"
+        if self.line is not None:
+            where += f":{self.line}"
+        subject = f"node {self.node_id!r}" if self.node_id is not None else "workflow"
+        if self.field:
+            subject += f", field {self.field!r}"
+        message = f"{where}: {subject}: {self.problem}"
+        if self.hint:
+            message += f" Fix: {self.hint}"
+        return message
+
+
+class SchemaError(WorkflowError):
+    """A field is missing, has the wrong type, or is not a known field."""
+
+    code = "schema"
+
+
+class DuplicateNodeError(WorkflowError):
+    """Two nodes share one id."""
+
+    code = "duplicate-node"
+
+
+class DependencyError(WorkflowError):
+    """A dependency names no node, is out of range, or points at its own node."""
+
+    code = "dependency"
+
+
+class CycleError(WorkflowError):
+    """The dependencies form a cycle; ``cycle`` lists it, first node repeated last."""
+
+    code = "cycle"
+
+    def __init__(self, cycle: Sequence[str], **kwargs: str | int | None) -> None:
+        self.cycle = tuple(cycle)
+        arrows = " -> ".join(self.cycle)
+        super().__init__(
+            f"dependencies form a cycle: {arrows} (each depends on the next).",
+            hint="remove one of these dependencies, or load the workflow with "
+            "on_cycle='declared_order' (CLI: --on-cycle declared-order) to drop "
+            "dependencies on later-declared nodes.",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+class UnknownRoleError(WorkflowError):
+    """An agent node names a role that is neither built in nor defined."""
+
+    code = "unknown-role"
+
+
+class TemplateError(WorkflowError):
+    """A task template names a placeholder that no input or dependency provides."""
+
+    code = "template"
+
+
+class EmptyWorkflowError(WorkflowError):
+    """The workflow has no nodes."""
+
+    code = "empty"
+
+
+class UntrustedCodeError(WorkflowError):
+    """An untrusted plan (for example one an LLM wrote) asks to run Python code."""
+
+    code = "untrusted-code"
+
+
+class InvalidWorkflowError(AgentplexError, ValueError):
+    """Validation found one or more errors; ``errors`` holds every one of them."""
+
+    def __init__(self, errors: Sequence[WorkflowError]) -> None:
+        if not errors:
+            raise ValueError("InvalidWorkflowError needs at least one error")
+        self.errors = tuple(errors)
+        count = len(self.errors)
+        head = "1 problem" if count == 1 else f"{count} problems"
+        lines = [f"invalid workflow ({head}):"]
+        lines += [f"  - {error}" for error in self.errors]
+        super().__init__("\n".join(lines))
+
+
+class WorkflowFileError(AgentplexError, OSError):
+    """A workflow file cannot be read, or is not valid YAML or JSON."""
+
+    def __init__(self, path: str, problem: str, *, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+    def __str__(self) -> str:  # OSError's own __str__ would show the errno tuple
+        return str(self.args[0])
+
+
+class ConfigError(AgentplexError, ValueError):
+    """An option is invalid: a model string, strategy, input or limit."""
+
+
+class MissingExtraError(AgentplexError, ImportError):
+    """An optional dependency is missing; the message says which extra to install."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the {module!r} package, which is not installed. "
+            f"Fix: pip install 'agentplex[{extra}]'"
+        )
+
+
+class RetryableError(AgentplexError):
+    """Raise this (or a subclass) from a node to ask the runner to retry it.
+
+    Nodes are retried up to their ``retries`` setting, with exponential backoff
+    and full jitter. Other exceptions fail the node at once unless the node
+    lists their type in ``retry_on``.
+    """
+
+
+class ProviderError(AgentplexError):
+    """An LLM provider call failed; ``retryable`` says whether trying again may help."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+        code = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"{provider}{code}: {message}")
+
+
+class NodeError(AgentplexError):
+    """A node failed for good; the original exception is ``__cause__``."""
+
+    def __init__(self, node_id: str, message: str, *, attempts: int = 1) -> None:
+        self.node_id = node_id
+        self.attempts = attempts
+        super().__init__(f"node {node_id!r} failed after {attempts} attempt(s): {message}")
+
+
+class NodeTimeoutError(NodeError, TimeoutError):
+    """A node attempt ran past its ``timeout_s``."""
+
+    def __init__(self, node_id: str, timeout_s: float, *, attempts: int = 1) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(
+            node_id,
+            f"attempt timed out after {timeout_s:g}s (raise the node's timeout_s, "
+            "or add retries)",
+            attempts=attempts,
+        )
+
+
+class RunFailedError(AgentplexError):
+    """A run did not succeed; ``result`` holds everything that did finish."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        failed = [n.node_id for n in result.nodes.values() if n.status == "failed"]
+        detail = f"; failed: {', '.join(failed)}" if failed else ""
+        super().__init__(f"run {result.run_id} of {result.workflow!r} {result.status}{detail}")

@@ -1,0 +1,40 @@
+"""Executors: where function nodes run; see :mod:`agentplex.executors.base`."""
+
+from __future__ import annotations
+
+from agentplex.exceptions import ConfigError
+from agentplex.executors.base import Executor, ExecutorStatistics
+from agentplex.executors.inline import InlineExecutor
+from agentplex.executors.pools import ProcessExecutor, ThreadExecutor
+
+EXECUTORS: dict[str, type[Executor]] = {
+    "inline": InlineExecutor,
+    "thread": ThreadExecutor,
+    "process": ProcessExecutor,
+}
+
+
+def create_executor(name: str, *, max_workers: int | None = None) -> Executor:
+    """Return a new executor of the kind ``name``.
+
+    Raises:
+        ConfigError: if ``name`` is not a known executor.
+    """
+    try:
+        cls = EXECUTORS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}."
+        ) from None
+    return cls(max_workers=max_workers)
+
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ExecutorStatistics",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "create_executor",
+]

@@ -1,0 +1,73 @@
+"""The executor contract: where a function node's body runs.
+
+``await executor.submit(fn, *args, **kwargs)`` runs ``fn`` and returns its
+result or raises its exception; ``aclose()`` releases workers; and
+``statistics()`` reports counters. The runner never branches on which
+executor it has. Sync and async callables are both accepted everywhere.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorStatistics:
+    """Counters every executor keeps."""
+
+    submitted: int
+    succeeded: int
+    failed: int
+    in_flight: int
+    max_workers: int | None
+
+
+class Executor(ABC):
+    """Base class of the executors."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+        self._submitted = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._in_flight = 0
+        self._closed = False
+
+    async def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` here and return its result.
+
+        Raises:
+            RuntimeError: if the executor is closed.
+            Exception: whatever ``fn`` raised.
+        """
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
+        self._submitted += 1
+        self._in_flight += 1
+        try:
+            result = await self._run(fn, args, kwargs)
+        except BaseException:
+            self._failed += 1
+            raise
+        finally:
+            self._in_flight -= 1
+        self._succeeded += 1
+        return result
+
+    @abstractmethod
+    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Executor-specific part of :meth:`submit`."""
+
+    async def aclose(self) -> None:
+        """Stop accepting work and release workers (waits for running calls)."""
+        self._closed = True
+
+    def statistics(self) -> ExecutorStatistics:
+        return ExecutorStatistics(
+            self._submitted, self._succeeded, self._failed, self._in_flight, self.max_workers
+        )

@@ -1,0 +1,21 @@
+"""Run on the event loop itself: for async callables and trivially cheap sync ones."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from agentplex.executors.base import Executor
+
+
+class InlineExecutor(Executor):
+    """Await async callables; call sync ones directly (they block the loop while they run)."""
+
+    name: ClassVar[str] = "inline"
+
+    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result

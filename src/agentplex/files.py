@@ -1,0 +1,506 @@
+"""Read workflow files: named-node YAML/JSON, and the meta-agent plan format.
+
+A workflow file is a mapping with ``nodes:`` (named nodes); a file whose top
+level has ``agents:`` (a list) is a meta-agent plan and goes to
+:mod:`agentplex.plan`. YAML is read with a loader that remembers the line of
+every key and reports duplicate keys, which plain PyYAML silently merges, so
+every error can name the line to fix.
+
+Problems in the file's content are collected on the returned
+:class:`~agentplex.workflow.Workflow` (``load_errors``) and raised together by
+``compile()``; only an unreadable or unparsable file raises here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from agentplex.exceptions import DuplicateNodeError, SchemaError, WorkflowError, WorkflowFileError
+from agentplex.roles import Role
+from agentplex.validation import did_you_mean
+from agentplex.workflow import AgentNode, FunctionNode, InputSpec, MapNode, Node, Workflow
+
+
+class Located(dict[Any, Any]):
+    """A mapping read from a file, with the line of each key and any duplicate keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line: int | None = None
+        self.lines: dict[Any, int] = {}
+        self.duplicates: list[tuple[Any, int | None]] = []
+
+
+def line_of(mapping: Any, key: Any = None) -> int | None:
+    """Return the line of ``key`` in ``mapping`` (or of the mapping itself), if known."""
+    if not isinstance(mapping, Located):
+        return None
+    if key is not None and key in mapping.lines:
+        return mapping.lines[key]
+    return mapping.line
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Located:
+    loader.flatten_mapping(node)
+    mapping = Located()
+    mapping.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in mapping:
+            mapping.duplicates.append((key, line))
+            continue
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> Located:
+    mapping = Located()
+    for key, value in pairs:
+        if key in mapping:
+            mapping.duplicates.append((key, None))
+            continue
+        mapping[key] = value
+    return mapping
+
+
+def read_data(path: str | Path) -> Any:
+    """Parse a YAML or JSON file into Python data (mappings are :class:`Located`).
+
+    Raises:
+        WorkflowFileError: if the file cannot be read or parsed.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowFileError(name, "no such file. Fix: check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowFileError(name, f"cannot read the file: {exc}") from None
+    if name.endswith(".json"):
+        try:
+            return json.loads(text, object_pairs_hook=_json_object)
+        except json.JSONDecodeError as exc:
+            raise WorkflowFileError(name, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise WorkflowFileError(name, f"invalid YAML: {exc.problem}", line=line) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowFileError(name, f"invalid YAML: {exc}") from None
+
+
+def load_workflow(path: str | Path, *, trusted: bool = True, lenient: bool = False) -> Workflow:
+    """Read a workflow or plan file into a :class:`Workflow` (call ``compile()`` next).
+
+    Args:
+        path: a ``.yaml``, ``.yml`` or ``.json`` file.
+        trusted: ``False`` for plans you did not write (an LLM's): they may not
+            name Python functions.
+        lenient: for plans, drop out-of-range dependency indices with a
+            warning instead of reporting them as errors.
+
+    Raises:
+        WorkflowFileError: if the file cannot be read or parsed.
+    """
+    data = read_data(path)
+    return workflow_from_data(data, source=str(path), trusted=trusted, lenient=lenient)
+
+
+def workflow_from_data(
+    data: Any, *, source: str | None = None, trusted: bool = True, lenient: bool = False
+) -> Workflow:
+    """Build a :class:`Workflow` from parsed file data (either format)."""
+    from agentplex.plan import is_plan, workflow_from_plan
+
+    stem = Path(source).stem if source else "workflow"
+    if isinstance(data, Mapping) and is_plan(data):
+        return workflow_from_plan(data, name=stem, source=source, trusted=trusted, lenient=lenient)
+    return _FileReader(source, trusted).read(data, stem)
+
+
+# Fields of a named node, with the check each value must pass.
+_Check = tuple[Callable[[Any], bool], str]
+_STR: _Check = (lambda v: isinstance(v, str), "a string")
+_TEXT: _Check = (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+_SECONDS: _Check = (
+    lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0,
+    "a number of seconds >= 0",
+)
+_COUNT: _Check = (
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "a whole number >= 0",
+)
+_BOOL: _Check = (lambda v: isinstance(v, bool), "true or false")
+_MAPPING: _Check = (lambda v: isinstance(v, Mapping), "a mapping")
+_DEPS: _Check = (
+    lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(d, str) for d in v)),
+    "a list of node ids",
+)
+_EXECUTOR: _Check = (
+    lambda v: v in ("auto", "inline", "thread", "process"),
+    "one of auto, inline, thread, process",
+)
+
+COMMON_FIELDS: dict[str, _Check] = {
+    "depends_on": _DEPS,
+    "timeout_s": _SECONDS,
+    "retries": _COUNT,
+    "estimate_s": _SECONDS,
+    "description": _STR,
+}
+AGENT_FIELDS: dict[str, _Check] = {
+    "role": _TEXT,
+    "task": _TEXT,
+    "model": _TEXT,
+    "options": _MAPPING,
+    "latency_s": _SECONDS,
+}
+FUNCTION_FIELDS: dict[str, _Check] = {
+    "function": _TEXT,
+    "cpu_bound": _BOOL,
+    "executor": _EXECUTOR,
+}
+MAP_FIELDS: dict[str, _Check] = {"map": _TEXT}
+ALL_NODE_FIELDS = {**COMMON_FIELDS, **AGENT_FIELDS, **FUNCTION_FIELDS, **MAP_FIELDS}
+TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "nodes")
+DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
+
+
+class _FileReader:
+    """Turn named-node file data into a Workflow, collecting every problem."""
+
+    def __init__(self, source: str | None, trusted: bool) -> None:
+        self.source = source
+        self.trusted = trusted
+        self.errors: list[WorkflowError] = []
+
+    def problem(
+        self,
+        exc_type: type[WorkflowError],
+        problem: str,
+        hint: str,
+        *,
+        mapping: Any = None,
+        key: Any = None,
+        node_id: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.errors.append(
+            exc_type(
+                problem,
+                hint=hint,
+                path=self.source,
+                line=line_of(mapping, key),
+                node_id=node_id,
+                field=field,
+            )
+        )
+
+    def read(self, data: Any, default_name: str) -> Workflow:
+        if not isinstance(data, Mapping):
+            self.problem(
+                SchemaError,
+                f"the file must hold a mapping with 'nodes:', got {type(data).__name__}.",
+                "start from one of the files in examples/.",
+            )
+            return self._finish(Workflow(default_name))
+        self._duplicates(data, None)
+        for key in data:
+            if key not in TOP_FIELDS:
+                self.problem(
+                    SchemaError,
+                    f"unknown top-level field {key!r}{did_you_mean(str(key), TOP_FIELDS)}.",
+                    f"top-level fields are {', '.join(TOP_FIELDS)}.",
+                    mapping=data,
+                    key=key,
+                )
+        name = data.get("name", default_name)
+        wf = Workflow(
+            str(name),
+            description=str(data.get("description", "")),
+            inputs=self._inputs(data.get("inputs")) if "inputs" in data else None,
+            roles=self._roles(data.get("roles")),
+            trusted=self.trusted,
+        )
+        wf.source = self.source
+        defaults = self._defaults(data.get("defaults"))
+        nodes = data.get("nodes")
+        if nodes is None:
+            self.problem(
+                SchemaError,
+                "missing the 'nodes' field.",
+                "add nodes: with one entry per agent or function.",
+                mapping=data,
+            )
+        elif isinstance(nodes, list):
+            for entry in nodes:  # a list of nodes, each with an 'id'
+                node_id = entry.get("id") if isinstance(entry, Mapping) else None
+                body = {k: v for k, v in entry.items() if k != "id"} if node_id else entry
+                self._node(wf, node_id, body, defaults, nodes, entry)
+        elif isinstance(nodes, Mapping):
+            self._duplicates(nodes, None, node_level=True)
+            for node_id, body in nodes.items():
+                self._node(wf, node_id, body, defaults, nodes, node_id)
+        else:
+            self.problem(
+                SchemaError,
+                f"'nodes' must be a mapping of node id to node, got {type(nodes).__name__}.",
+                "write nodes: followed by indented 'my_node: {role: ..., task: ...}' entries.",
+                mapping=data,
+                key="nodes",
+            )
+        return self._finish(wf)
+
+    def _finish(self, wf: Workflow) -> Workflow:
+        wf.source = self.source
+        wf.load_errors.extend(self.errors)
+        return wf
+
+    def _duplicates(self, mapping: Any, node_id: str | None, *, node_level: bool = False) -> None:
+        for key, line in getattr(mapping, "duplicates", ()):
+            exc = DuplicateNodeError if node_level else SchemaError
+            self.errors.append(
+                exc(
+                    "is defined twice." if node_level else f"field {key!r} is given twice.",
+                    hint="remove or rename one of the two.",
+                    path=self.source,
+                    line=line,
+                    node_id=str(key) if node_level else node_id,
+                )
+            )
+
+    def _inputs(self, raw: Any) -> list[InputSpec]:
+        specs: list[InputSpec] = []
+        if isinstance(raw, list):
+            return [InputSpec(str(name)) for name in raw]
+        if not isinstance(raw, Mapping):
+            self.problem(
+                SchemaError,
+                "'inputs' must map input names to a default value or {default, description}.",
+                "write inputs: {query: {default: 'web frameworks'}}.",
+            )
+            return specs
+        for name, value in raw.items():
+            if isinstance(value, Mapping):
+                required = "default" not in value
+                specs.append(
+                    InputSpec(
+                        str(name),
+                        default=value.get("default"),
+                        required=bool(value.get("required", required)),
+                        description=str(value.get("description", "")),
+                    )
+                )
+            else:  # a bare value is the default; null means required
+                specs.append(InputSpec(str(name), default=value, required=value is None))
+        return specs
+
+    def _roles(self, raw: Any) -> list[Role]:
+        if raw is None:
+            return []
+        if not isinstance(raw, Mapping):
+            self.problem(
+                SchemaError,
+                "'roles' must map role names to {description, system_prompt}.",
+                "see the roles: section of examples/business_plan.yaml.",
+            )
+            return []
+        roles = []
+        for name, spec in raw.items():
+            if isinstance(spec, str):
+                roles.append(Role(str(name), spec.splitlines()[0] if spec else "", spec))
+            elif isinstance(spec, Mapping) and isinstance(spec.get("system_prompt"), str):
+                roles.append(
+                    Role(str(name), str(spec.get("description", "")), spec["system_prompt"])
+                )
+            else:
+                self.problem(
+                    SchemaError,
+                    f"role {name!r} needs a system_prompt string.",
+                    f"write {name}: {{description: ..., system_prompt: ...}}.",
+                    mapping=raw,
+                    key=name,
+                )
+        return roles
+
+    def _defaults(self, raw: Any) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, Mapping):
+            self.problem(SchemaError, "'defaults' must be a mapping.", "e.g. defaults: {retries: 1}.")
+            return {}
+        out = {}
+        for key, value in raw.items():
+            if key not in DEFAULT_FIELDS:
+                self.problem(
+                    SchemaError,
+                    f"unknown field {key!r} in defaults{did_you_mean(str(key), DEFAULT_FIELDS)}.",
+                    f"defaults may set {', '.join(DEFAULT_FIELDS)}.",
+                    mapping=raw,
+                    key=key,
+                )
+            elif self._type_ok(raw, key, value, None):
+                out[key] = value
+        return out
+
+    def _type_ok(self, mapping: Any, key: str, value: Any, node_id: str | None) -> bool:
+        check, wanted = ALL_NODE_FIELDS[key]
+        if check(value):
+            return True
+        self.problem(
+            SchemaError,
+            f"must be {wanted}, got {value!r} ({type(value).__name__}).",
+            f"set {key} to {wanted}.",
+            mapping=mapping,
+            key=key,
+            node_id=node_id,
+            field=key,
+        )
+        return False
+
+    def _node(
+        self,
+        wf: Workflow,
+        node_id: Any,
+        body: Any,
+        defaults: Mapping[str, Any],
+        parent: Any,
+        parent_key: Any,
+    ) -> None:
+        line = line_of(parent, parent_key) if not isinstance(parent_key, Mapping) else None
+        if line is None:
+            line = line_of(body)
+        if not isinstance(node_id, str) or not node_id:
+            self.errors.append(
+                SchemaError(
+                    f"node id must be a non-empty string, got {node_id!r}.",
+                    hint="name every node, e.g. 'research_python:'.",
+                    path=self.source,
+                    line=line,
+                )
+            )
+            return
+        if not isinstance(body, Mapping):
+            self.errors.append(
+                SchemaError(
+                    f"must be a mapping of fields, got {body!r}.",
+                    hint="give it role and task (an agent) or function (a function node).",
+                    path=self.source,
+                    line=line,
+                    node_id=node_id,
+                )
+            )
+            return
+        self._duplicates(body, node_id)
+        fields: dict[str, Any] = {}
+        for key, value in body.items():
+            if key not in ALL_NODE_FIELDS:
+                self.problem(
+                    SchemaError,
+                    f"unknown field {key!r}{did_you_mean(str(key), ALL_NODE_FIELDS)}.",
+                    f"node fields are {', '.join(ALL_NODE_FIELDS)}.",
+                    mapping=body,
+                    key=key,
+                    node_id=node_id,
+                    field=str(key),
+                )
+            elif self._type_ok(body, key, value, node_id):
+                fields[key] = value
+        before = len(self.errors)
+        node = self._build(node_id, fields, defaults, line, body)
+        if node is None or len(self.errors) > before:
+            return
+        try:
+            wf.add(node)
+        except WorkflowError as exc:
+            self.errors.append(exc.located(path=self.source, line=line))
+
+    def _build(
+        self,
+        node_id: str,
+        fields: dict[str, Any],
+        defaults: Mapping[str, Any],
+        line: int | None,
+        body: Any,
+    ) -> Node | None:
+        deps = fields.get("depends_on", [])
+        common: dict[str, Any] = {
+            "id": node_id,
+            "depends_on": tuple([deps] if isinstance(deps, str) else deps),
+            "timeout_s": fields.get("timeout_s", defaults.get("timeout_s")),
+            "retries": fields.get("retries", defaults.get("retries")),
+            "estimate_s": fields.get("estimate_s"),
+            "description": fields.get("description", ""),
+            "line": line,
+        }
+        is_agent = "role" in fields or "task" in fields
+        is_function = "function" in fields
+        if is_agent and is_function:
+            self._kind_problem(node_id, body, "has both role/task and function")
+            return None
+        inner: AgentNode | FunctionNode | None = None
+        if is_agent:
+            missing = [k for k in ("role", "task") if k not in fields]
+            if missing:
+                self.problem(
+                    SchemaError,
+                    f"an agent node needs {' and '.join(missing)}.",
+                    "give the agent a role (e.g. researcher) and a task.",
+                    mapping=body,
+                    node_id=node_id,
+                    field=missing[0],
+                )
+                return None
+            options = {**defaults.get("options", {}), **fields.get("options", {})}
+            inner = AgentNode(
+                **common,
+                role=fields["role"],
+                task=fields["task"],
+                model=fields.get("model", defaults.get("model")),
+                options=MappingProxyType(options),
+                latency_s=fields.get("latency_s", defaults.get("latency_s")),
+            )
+        elif is_function:
+            inner = FunctionNode(
+                **common,
+                target=fields["function"],
+                cpu_bound=fields.get("cpu_bound", False),
+                executor=fields.get("executor", "auto"),
+            )
+        if "map" in fields:
+            if inner is None:
+                self._kind_problem(node_id, body, "maps over a list but has no body")
+                return None
+            over = fields["map"]
+            common["depends_on"] = tuple(dict.fromkeys([over, *common["depends_on"]]))
+            return MapNode(**common, over=over, body=inner)
+        if inner is None:
+            self._kind_problem(node_id, body, "is neither an agent nor a function")
+        return inner
+
+    def _kind_problem(self, node_id: str, body: Any, what: str) -> None:
+        self.problem(
+            SchemaError,
+            f"{what}.",
+            "an agent node has role and task; a function node has function: 'module:name'; "
+            "a map node adds map: <node id> to either.",
+            mapping=body,
+            node_id=node_id,
+        )

@@ -1,0 +1,192 @@
+"""Run results: what each node produced and how the run went, as numbers.
+
+``wall_s`` is measured; ``sequential_s`` is the sum of node durations (what
+one-after-another execution would have taken); ``critical_path_s`` is the
+longest chain of dependent durations, the lower bound of any schedule.
+``speedup`` is sequential over wall; ``efficiency`` is critical path over
+wall (1.0 means the run was as fast as its dependencies allow).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentplex.exceptions import RunFailedError
+from agentplex.llm.base import Usage
+
+NodeStatus = Literal["succeeded", "failed", "skipped", "cancelled", "pending"]
+RunStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """The outcome of one node."""
+
+    node_id: str
+    kind: str
+    status: NodeStatus
+    output: Any = None
+    started_s: float | None = None
+    """First attempt's start, seconds since the run started."""
+    finished_s: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    role: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """Time from first start to end (0 if it never ran)."""
+        if self.started_s is None or self.finished_s is None:
+            return 0.0
+        return self.finished_s - self.started_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "node_id": self.node_id,
+            "kind": self.kind,
+            "role": self.role,
+            "model": self.model,
+            "status": self.status,
+            "output": _jsonable(self.output),
+            "started_s": _round(self.started_s),
+            "finished_s": _round(self.finished_s),
+            "duration_s": _round(self.duration_s),
+            "attempts": self.attempts,
+            "error": self.error,
+            "error_type": self.error_type,
+            "usage": None
+            if self.usage is None
+            else {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of one run; ``status`` is ``succeeded`` only if every node succeeded."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    strategy: str
+    max_concurrency: int
+    wall_s: float
+    nodes: Mapping[str, NodeResult]
+    critical_path: tuple[str, ...] = ()
+    critical_path_s: float = 0.0
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the nodes that succeeded, by node id."""
+        return {nid: n.output for nid, n in self.nodes.items() if n.status == "succeeded"}
+
+    @property
+    def sequential_s(self) -> float:
+        """Sum of node durations: the time running them one after another would take."""
+        return sum(n.duration_s for n in self.nodes.values())
+
+    @property
+    def speedup(self) -> float:
+        """Sequential estimate over wall time."""
+        return self.sequential_s / self.wall_s if self.wall_s > 0 else 1.0
+
+    @property
+    def efficiency(self) -> float:
+        """Critical path over wall time: 1.0 is as fast as the dependencies allow."""
+        return self.critical_path_s / self.wall_s if self.wall_s > 0 else 1.0
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for node in self.nodes.values():
+            if node.usage is not None:
+                total = total + node.usage
+        return total
+
+    def counts(self) -> dict[str, int]:
+        """Return how many nodes ended in each status."""
+        counts: dict[str, int] = {}
+        for node in self.nodes.values():
+            counts[node.status] = counts.get(node.status, 0) + 1
+        return counts
+
+    def raise_for_status(self) -> RunResult:
+        """Return ``self`` if the run succeeded.
+
+        Raises:
+            RunFailedError: carrying this result, if any node did not succeed.
+        """
+        if not self.ok:
+            raise RunFailedError(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the machine-readable record printed by ``agentplex run --json``."""
+        usage = self.usage
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "strategy": self.strategy,
+            "max_concurrency": self.max_concurrency,
+            "wall_s": _round(self.wall_s),
+            "sequential_s": _round(self.sequential_s),
+            "critical_path_s": _round(self.critical_path_s),
+            "critical_path": list(self.critical_path),
+            "speedup": _round(self.speedup),
+            "efficiency": _round(self.efficiency),
+            "counts": self.counts(),
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "inputs": {k: _jsonable(v) for k, v in self.inputs.items()},
+            "warnings": list(self.warnings),
+            "nodes": {nid: node.to_dict() for nid, node in self.nodes.items()},
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``run.json`` and one file per succeeded node's output into ``folder``.
+
+        Text outputs go to ``<node>.md``, anything else to ``<node>.json``.
+        Returns the path of ``run.json``.
+        """
+        out = Path(folder)
+        (out / "outputs").mkdir(parents=True, exist_ok=True)
+        for nid, node in self.nodes.items():
+            if node.status != "succeeded":
+                continue
+            if isinstance(node.output, str):
+                (out / "outputs" / f"{nid}.md").write_text(node.output + "\n", encoding="utf-8")
+            else:
+                text = json.dumps(_jsonable(node.output), indent=2, ensure_ascii=False)
+                (out / "outputs" / f"{nid}.json").write_text(text + "\n", encoding="utf-8")
+        record = out / "run.json"
+        record.write_text(self.to_json() + "\n", encoding="utf-8")
+        return record
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _jsonable(value: Any) -> Any:
+    """Return ``value`` if JSON can hold it, else its ``repr``."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,0 +1,650 @@
+"""The runner: execute a compiled workflow on asyncio.
+
+Policy.
+
+- *Dispatch.* The scheduler says which nodes are ready; the runner starts as
+  many as there are free slots (``max_concurrency``), most urgent first, the
+  moment a slot or a node frees up. Dispatch happens in the completion path of
+  the node that just ended, so there is no polling loop and no layer barrier
+  unless the ``layers`` strategy asks for one.
+- *Slots.* A slot is held while a node's body runs. A node waiting to retry
+  gives its slot back while it sleeps. A map node holds no slot itself; each
+  of its items takes one, so ``max_concurrency`` bounds real work at any
+  nesting. Calls made from inside a node (``ctx.ask``, ``fan_out``) do not take
+  extra slots.
+- *Ownership.* Every node runs as a task of one :class:`asyncio.TaskGroup`,
+  so nothing outlives the run.
+- *Errors.* A node attempt that raises a retryable error (``RetryableError``,
+  a provider error marked retryable, a timeout, or a type in the node's
+  ``retry_on``) is retried up to ``retries`` times with exponential backoff and
+  full jitter (a provider's Retry-After is honoured). Under ``fail_fast`` the
+  first node that fails for good cancels every running node and nothing new
+  starts; under ``continue`` only the failed node's dependents are skipped and
+  everything else runs to the end. Either way the result records every node.
+- *Cancellation.* If the run is cancelled (Ctrl-C), running nodes are
+  cancelled, a :class:`RunFinished` event with status ``cancelled`` and every
+  finished output is emitted, and the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from agentplex import events as ev
+from agentplex.agents import as_items, build_request
+from agentplex.context import NodeContext
+from agentplex.exceptions import (
+    ConfigError,
+    NodeError,
+    NodeTimeoutError,
+    RetryableError,
+)
+from agentplex.executors import Executor, create_executor
+from agentplex.graph import critical_path
+from agentplex.ids import new_run_id
+from agentplex.llm import DEFAULT_MODEL, ProviderPool, parse_model
+from agentplex.llm.base import Usage
+from agentplex.result import NodeResult, NodeStatus, RunResult
+from agentplex.roles import Role
+from agentplex.scheduler import Scheduler, Strategy, check_strategy
+from agentplex.validation import resolve_inputs
+from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
+
+ErrorPolicy = Literal["fail_fast", "continue"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How to run a workflow. Every field has a keyword of the same name in :func:`run`."""
+
+    max_concurrency: int = 16
+    """Node bodies (and map items) running at once."""
+    strategy: Strategy | None = None
+    """``dataflow``, ``layers`` or ``sequential``; ``None`` reads ``AGENTPLEX_STRATEGY``."""
+    error_policy: ErrorPolicy = "fail_fast"
+    model: str = DEFAULT_MODEL
+    """Model of agent nodes that do not name one."""
+    seed: int = 0
+    """Passed to providers that take a seed (the simulator always does)."""
+    timeout_s: float | None = None
+    """Per-attempt time limit of nodes that set none."""
+    retries: int = 2
+    """Extra attempts after retryable errors, for nodes that set none."""
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 120.0
+    """Cap on a provider's Retry-After."""
+    sim_scale: float | None = None
+    """Multiply simulated latencies (``None``: ``AGENTPLEX_SIM_SCALE`` or 1)."""
+
+    def resolved_strategy(self) -> Strategy:
+        """Return the strategy, reading ``AGENTPLEX_STRATEGY`` when none was given.
+
+        Raises:
+            ConfigError: if the strategy is unknown.
+        """
+        if self.strategy is not None:
+            return check_strategy(self.strategy)
+        return check_strategy(os.environ.get("AGENTPLEX_STRATEGY", "dataflow") or "dataflow")
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for any invalid option."""
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            raise ConfigError(
+                f"max_concurrency must be a whole number >= 1, got {self.max_concurrency!r}."
+            )
+        if self.error_policy not in ("fail_fast", "continue"):
+            raise ConfigError(
+                f"unknown error policy {self.error_policy!r}; choose fail_fast or continue."
+            )
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}.")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries!r}.")
+        parse_model(self.model)
+        self.resolved_strategy()
+
+
+class _FailFast(Exception):
+    """Raised by a node task to make the TaskGroup cancel its siblings."""
+
+
+class _Slot:
+    """Whether one unit of work holds a concurrency slot right now."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+
+
+def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...] = ()) -> bool:
+    """Return whether trying again may help with ``exc``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_retryable(e, retry_on) for e in exc.exceptions)
+    if isinstance(exc, RetryableError | NodeTimeoutError) or (retry_on and isinstance(exc, retry_on)):
+        return True
+    return getattr(exc, "retryable", False) is True
+
+
+def describe(exc: BaseException) -> str:
+    """Return ``Type: message`` for an error, unwrapping single-member groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class _Run:
+    """Mutable bookkeeping of one run; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        compiled: CompiledWorkflow,
+        inputs: Mapping[str, Any],
+        options: RunOptions,
+        observers: Iterable[ev.Observer],
+        *,
+        run_id: str | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+    ) -> None:
+        options.check()
+        self.wf = compiled
+        self.nodes = compiled.nodes
+        self.inputs = resolve_inputs(compiled, inputs)
+        self.options = options
+        self.strategy = options.resolved_strategy()
+        self.limit = 1 if self.strategy == "sequential" else options.max_concurrency
+        self.observers = list(observers)
+        self.run_id = run_id or new_run_id()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.models = self._check_models()
+        self.scheduler = Scheduler(compiled.deps, strategy=self.strategy, estimates=compiled.estimates())
+        self.providers = ProviderPool(sim={"scale": options.sim_scale} if options.sim_scale is not None else {})
+        self.executors: dict[str, Executor] = {}
+        self.outputs: dict[str, Any] = {}
+        self.status: dict[str, NodeStatus] = {}
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}
+        self.errors: dict[str, tuple[str, str]] = {}
+        self.usage: dict[str, Usage] = {}
+        self.busy = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.stopping = False
+        self.group: asyncio.TaskGroup | None = None
+        self.t0 = 0.0
+
+    def _check_models(self) -> dict[str, str]:
+        """Resolve every agent's model before anything runs (bad strings fail here)."""
+        models: dict[str, str] = {}
+        for node in self.nodes.values():
+            body = node.body if isinstance(node, MapNode) else node
+            if isinstance(body, AgentNode):
+                spec = body.model or self.options.model
+                try:
+                    parse_model(spec)
+                except ConfigError as exc:
+                    where = f" ({self.wf.source})" if self.wf.source else ""
+                    raise ConfigError(f"node {node.id!r}{where}: {exc}") from None
+                models[node.id] = spec
+        return models
+
+    # -- events -----------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock() - self.t0
+
+    def emit(self, event: ev.Event) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    # -- the run ----------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        self.t0 = self.clock()
+        self.emit(
+            ev.RunStarted(
+                self.run_id, 0.0, self.wf, self.strategy, self.options.max_concurrency, dict(self.inputs)
+            )
+        )
+        for node_id in self.scheduler.start():
+            self.emit(ev.NodeReady(self.run_id, 0.0, node_id))
+        status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
+        try:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self.group = group
+                    self.dispatch()
+            except* _FailFast:
+                pass
+        except BaseException:
+            status = "cancelled"
+            self.stopping = True
+            self._cancel_pending()
+            result = self.result(status)
+            await self.aclose()
+            self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
+            raise
+        await self.aclose()
+        if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(self.nodes):
+            status = "failed"
+        result = self.result(status)
+        self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
+        return result
+
+    async def aclose(self) -> None:
+        for executor in self.executors.values():
+            await executor.aclose()
+        await self.providers.aclose()
+
+    def dispatch(self) -> None:
+        """Start ready nodes while slots are free."""
+        scheduler = self.scheduler
+        group = self.group
+        assert group is not None
+        while not self.stopping and self.busy < self.limit and scheduler.ready_count:
+            batch = scheduler.get_ready(1)
+            if not batch:
+                return
+            node_id = batch[0]
+            holds = not isinstance(self.nodes[node_id], MapNode)
+            if holds:
+                self.busy += 1
+            group.create_task(self.run_node(node_id, _Slot(holds)))
+
+    # -- slots ------------------------------------------------------------------
+
+    async def acquire(self, slot: _Slot) -> None:
+        if slot.held:
+            return
+        if self.busy < self.limit and not self.waiters:
+            self.busy += 1
+            slot.held = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release_slot()  # the slot was handed over just as we were cancelled
+            else:
+                self.waiters.remove(waiter)
+            raise
+        slot.held = True  # release() handed its slot to this waiter
+
+    def release(self, slot: _Slot) -> None:
+        if slot.held:
+            slot.held = False
+            self.release_slot()
+
+    def release_slot(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # hand the slot over: busy stays the same
+                return
+        self.busy -= 1
+        self.dispatch()
+
+    # -- one node ---------------------------------------------------------------
+
+    async def run_node(self, node_id: str, slot: _Slot) -> None:
+        node = self.nodes[node_id]
+        self.started[node_id] = self.now()
+        try:
+            if isinstance(node, MapNode):
+                self.attempts[node_id] = 1
+                self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, 1))
+                output, usage = await self.run_map(node)
+                attempts = 1
+            else:
+                (output, usage), attempts = await self.with_retries(
+                    node_id, node, slot, lambda attempt: self.call(node, node_id, attempt)
+                )
+        except asyncio.CancelledError:
+            self.release(slot)
+            self.record_end(node_id, "cancelled")
+            self.scheduler.cancel(node_id)
+            self.emit(ev.NodeCancelled(self.run_id, self.now(), node_id, started=True))
+            raise
+        except Exception as exc:
+            self.release(slot)
+            self.fail(node_id, exc)
+            return
+        self.outputs[node_id] = output
+        if usage is not None:
+            self.usage[node_id] = usage
+        self.attempts[node_id] = attempts
+        t = self.record_end(node_id, "succeeded")
+        self.emit(
+            ev.NodeFinished(self.run_id, t, node_id, output, attempts, t - self.started[node_id], usage)
+        )
+        for ready in self.scheduler.done(node_id):
+            self.emit(ev.NodeReady(self.run_id, t, ready))
+        if slot.held:
+            self.release(slot)  # hands the slot on and dispatches
+        else:
+            self.dispatch()
+
+    def record_end(self, node_id: str, status: NodeStatus) -> float:
+        t = self.now()
+        self.finished[node_id] = t
+        self.status[node_id] = status
+        return t
+
+    def fail(self, node_id: str, exc: BaseException) -> None:
+        attempts = getattr(exc, "attempts", None) or self.attempts.get(node_id, 1)
+        self.attempts[node_id] = attempts
+        cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc
+        error = describe(exc if isinstance(exc, NodeTimeoutError) else cause)
+        error_type = type(cause).__name__
+        self.errors[node_id] = (error, error_type)
+        t = self.record_end(node_id, "failed")
+        self.emit(ev.NodeFailed(self.run_id, t, node_id, error, error_type, attempts))
+        for skipped in self.scheduler.fail(node_id):
+            self.status[skipped] = "skipped"
+            self.errors[skipped] = (f"dependency {node_id!r} failed", "Skipped")
+            self.emit(ev.NodeSkipped(self.run_id, t, skipped, because=node_id))
+        if self.options.error_policy == "fail_fast":
+            self.stopping = True
+            self._cancel_pending()
+            raise _FailFast(node_id)
+        self.dispatch()
+
+    def _cancel_pending(self) -> None:
+        t = self.now()
+        for node_id in self.scheduler.cancel_pending():
+            self.status[node_id] = "cancelled"
+            self.emit(ev.NodeCancelled(self.run_id, t, node_id, started=False))
+
+    async def with_retries(
+        self,
+        node_id: str,
+        spec: Node,
+        slot: _Slot,
+        attempt_fn: Callable[[int], Awaitable[T]],
+        *,
+        is_item: bool = False,
+    ) -> tuple[T, int]:
+        """Run ``attempt_fn`` under the node's timeout and retry policy, holding a slot.
+
+        Map items (``is_item``) do not announce their attempts as node starts.
+        """
+        retries = spec.retries if spec.retries is not None else self.options.retries
+        timeout = spec.timeout_s if spec.timeout_s is not None else self.options.timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.acquire(slot)
+            if not is_item:
+                self.attempts[node_id] = attempt
+                self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
+            try:
+                if timeout is None:
+                    return await attempt_fn(attempt), attempt
+                try:
+                    async with asyncio.timeout(timeout) as scope:
+                        return await attempt_fn(attempt), attempt
+                except TimeoutError as exc:
+                    if scope.expired():
+                        raise NodeTimeoutError(node_id, timeout, attempts=attempt) from exc
+                    raise
+            except Exception as exc:
+                if attempt > retries or not is_retryable(exc, spec.retry_on):
+                    if not isinstance(exc, NodeError):
+                        raise NodeError(node_id, describe(exc), attempts=attempt) from exc
+                    exc.attempts = attempt
+                    raise
+                delay = self.backoff(attempt, exc)
+                self.emit(ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay))
+                self.release(slot)
+                await self.sleep(delay)
+
+    def backoff(self, attempt: int, exc: BaseException) -> float:
+        """Exponential backoff with full jitter; a Retry-After sets the floor."""
+        options = self.options
+        ceiling = min(options.backoff_max_s, options.backoff_base_s * 2 ** (attempt - 1))
+        delay = self.rng.uniform(0, ceiling)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            delay = max(delay, min(float(retry_after), options.retry_after_max_s))
+        return delay
+
+    # -- node bodies ------------------------------------------------------------
+
+    async def call(
+        self, node: AgentNode | FunctionNode, node_id: str, attempt: int, extra: Mapping[str, Any] | None = None,
+        exclude: tuple[str, ...] = (),
+    ) -> tuple[Any, Usage | None]:
+        deps = {d: self.outputs[d] for d in self.wf.deps[node_id]}
+        if isinstance(node, AgentNode):
+            return await self.call_agent(node, node_id, deps, extra, exclude)
+        executor = self.executor(node.resolved_executor())
+        binding = self.wf.bindings[node_id]
+        usage_box: list[Usage] = []
+        values: dict[str, Any] = dict(extra or {})
+        if any(kind == "ctx" for _p, kind, _n in binding.params):
+            values["ctx"] = NodeContext(self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box))
+        args, kwargs = binding.arguments(deps, self.inputs, values)
+        assert node.fn is not None
+        output = await executor.submit(node.fn, *args, **kwargs)
+        total = sum(usage_box, Usage()) if usage_box else None
+        return output, total
+
+    async def call_agent(
+        self,
+        node: AgentNode,
+        node_id: str,
+        deps: Mapping[str, Any],
+        extra: Mapping[str, Any] | None,
+        exclude: tuple[str, ...],
+    ) -> tuple[str, Usage]:
+        ref = parse_model(self.models[node_id])
+        labels = {d: self._label(d) for d in deps}
+        request = build_request(
+            node,
+            self.wf.roles[node.role],
+            model=ref.model,
+            deps=deps,
+            labels=labels,
+            inputs=self.inputs,
+            extra=extra,
+            exclude=exclude,
+            seed=self.options.seed,
+            node_id=node_id,
+        )
+        completion = await self.providers.get(ref).complete(request)
+        return completion.text, completion.usage
+
+    def _label(self, node_id: str) -> str:
+        node = self.nodes[node_id]
+        body = node.body if isinstance(node, MapNode) else node
+        return self.wf.roles[body.role].name if isinstance(body, AgentNode) else node.kind
+
+    def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
+        async def ask(role: str, task: str, *, model: str | None = None, **options: Any) -> str:
+            spec = model or self.options.model
+            ref = parse_model(spec)
+            agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
+            role_spec: Role = self.wf.roles[role]
+            request = build_request(
+                agent, role_spec, model=ref.model, deps={}, labels={}, inputs={}, seed=self.options.seed
+            )
+            completion = await self.providers.get(ref).complete(request)
+            usage_box.append(completion.usage)
+            return completion.text
+
+        return ask
+
+    def executor(self, name: str) -> Executor:
+        executor = self.executors.get(name)
+        if executor is None:
+            executor = self.executors[name] = create_executor(name)
+        return executor
+
+    async def run_map(self, node: MapNode) -> tuple[list[Any], Usage | None]:
+        try:
+            items = as_items(self.outputs[node.over])
+        except TypeError as exc:
+            raise NodeError(node.id, f"cannot map over {node.over!r}: {exc}") from exc
+        results: list[Any] = [None] * len(items)
+        usages: list[Usage] = []
+        done = 0
+        body = node.body
+        retry_spec = body if body.retries is not None else node
+
+        async def one(index: int, item: Any) -> None:
+            nonlocal done
+            slot = _Slot(False)
+            try:
+                (output, usage), _ = await self.with_retries(
+                    node.id,
+                    _with_timeout(retry_spec, body.timeout_s),
+                    slot,
+                    lambda attempt: self.call(
+                        body, node.id, attempt, {"item": item, "index": index}, (node.over,)
+                    ),
+                    is_item=True,
+                )
+            finally:
+                self.release(slot)
+            results[index] = output
+            if usage is not None:
+                usages.append(usage)
+            done += 1
+            self.emit(ev.NodeProgress(self.run_id, self.now(), node.id, done, len(items)))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, item in enumerate(items):
+                    group.create_task(one(index, item))
+        except BaseExceptionGroup as group_error:
+            first = group_error.exceptions[0]
+            raise first from None
+        return results, (sum(usages, Usage()) if usages else None)
+
+    # -- the result -------------------------------------------------------------
+
+    def result(self, status: Literal["succeeded", "failed", "cancelled"]) -> RunResult:
+        wall = self.now()
+        results: dict[str, NodeResult] = {}
+        durations: dict[str, float] = {}
+        for node_id, node in self.nodes.items():
+            state = self.status.get(node_id, "pending")
+            started = self.started.get(node_id)
+            finished = self.finished.get(node_id)
+            error, error_type = self.errors.get(node_id, (None, None))
+            body = node.body if isinstance(node, MapNode) else node
+            results[node_id] = NodeResult(
+                node_id=node_id,
+                kind=node.kind,
+                status=state,
+                output=self.outputs.get(node_id),
+                started_s=started,
+                finished_s=finished,
+                attempts=self.attempts.get(node_id, 0),
+                error=error,
+                error_type=error_type,
+                role=self.wf.roles[body.role].name if isinstance(body, AgentNode) else None,
+                model=self.models.get(node_id),
+                usage=self.usage.get(node_id),
+            )
+            if state == "succeeded" and started is not None and finished is not None:
+                durations[node_id] = finished - started
+        length, path = critical_path(self.wf.deps, durations)
+        return RunResult(
+            run_id=self.run_id,
+            workflow=self.wf.name,
+            status=status,
+            strategy=self.strategy,
+            max_concurrency=self.options.max_concurrency,
+            wall_s=wall,
+            nodes=results,
+            critical_path=tuple(path),
+            critical_path_s=length,
+            inputs=dict(self.inputs),
+            warnings=self.wf.warnings,
+        )
+
+
+def _with_timeout(spec: Node, timeout_s: float | None) -> Node:
+    import dataclasses
+
+    if timeout_s is None or spec.timeout_s == timeout_s:
+        return spec
+    return dataclasses.replace(spec, timeout_s=timeout_s)
+
+
+async def arun(
+    workflow: Workflow | CompiledWorkflow,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    observers: Iterable[ev.Observer] = (),
+    run_id: str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
+    **options: Any,
+) -> RunResult:
+    """Run ``workflow`` on the running event loop and return its result.
+
+    Keyword options are the fields of :class:`RunOptions` (``max_concurrency``,
+    ``strategy``, ``error_policy``, ``model``, ``seed``, ``timeout_s``,
+    ``retries``...). ``observers`` are called with every :mod:`event <agentplex.events>`.
+    ``clock``, ``sleep`` and ``rng`` are injectable for tests.
+
+    A failed run returns a result with ``status == "failed"``; call
+    ``result.raise_for_status()`` to turn that into an exception.
+
+    Raises:
+        InvalidWorkflowError: if the workflow does not validate.
+        ConfigError: for a bad option, model string or missing input (before anything runs).
+        asyncio.CancelledError: if the run is cancelled; observers still get
+            a ``RunFinished`` event holding every finished output.
+    """
+    compiled = workflow if isinstance(workflow, CompiledWorkflow) else workflow.compile()
+    try:
+        run_options = RunOptions(**options)
+    except TypeError as exc:
+        known = ", ".join(RunOptions.__dataclass_fields__)
+        raise ConfigError(f"{exc}; run options are: {known}.") from None
+    state = _Run(
+        compiled,
+        inputs or {},
+        run_options,
+        observers,
+        run_id=run_id,
+        clock=clock,
+        sleep=sleep,
+        rng=rng or random.Random(),
+    )
+    return await state.execute()
+
+
+def run(workflow: Workflow | CompiledWorkflow, **kwargs: Any) -> RunResult:
+    """Run ``workflow`` to completion from synchronous code; see :func:`arun`.
+
+    Raises:
+        RuntimeError: if called from inside a running event loop (use ``await arun(...)``).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(workflow, **kwargs))
+    raise RuntimeError(
+        "agentplex.run() cannot be called from a running event loop; use 'await agentplex.arun(...)'"
+    )
