@@ -1,0 +1,5 @@
+"""``python -m agentplex``: the same as the ``agentplex`` command."""
+
+from agentplex.cli import main
+
+main()

@@ -1,0 +1,299 @@
+"""The ``agentplex`` command line: a thin layer over the public API.
+
+Exit codes: 0 the run succeeded (or the file is valid); 1 the run failed;
+2 bad input (an invalid workflow, option or file); 130 interrupted (Ctrl-C).
+Heavy modules are imported inside the commands so ``agentplex --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agentplex.result import RunResult
+    from agentplex.workflow import CompiledWorkflow
+
+app = typer.Typer(
+    name="agentplex",
+    help="Run multi-agent LLM workflows with real parallelism.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+
+class StrategyChoice(str, Enum):
+    dataflow = "dataflow"
+    layers = "layers"
+    sequential = "sequential"
+
+
+class ErrorPolicyChoice(str, Enum):
+    fail_fast = "fail_fast"
+    continue_ = "continue"
+
+
+class OnCycleChoice(str, Enum):
+    error = "error"
+    declared_order = "declared-order"
+
+
+class GraphFormat(str, Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+WorkflowArg = Annotated[
+    Path, typer.Argument(help="Workflow file: YAML or JSON, named nodes or a meta-agent plan.")
+]
+LenientOpt = Annotated[
+    bool,
+    typer.Option("--lenient", help="Drop invalid dependencies with a warning (for LLM-written plans)."),
+]
+OnCycleOpt = Annotated[
+    OnCycleChoice,
+    typer.Option("--on-cycle", help="On a dependency cycle: fail, or drop dependencies on later nodes."),
+]
+UntrustedOpt = Annotated[
+    bool, typer.Option("--untrusted", help="Treat the file as untrusted: refuse any Python function.")
+]
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _die(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path, *, lenient: bool, on_cycle: OnCycleChoice, untrusted: bool) -> CompiledWorkflow:
+    """Load and compile a workflow file, turning every problem into a clean exit 2."""
+    from agentplex.exceptions import AgentplexError, InvalidWorkflowError
+    from agentplex.files import load_workflow
+
+    try:
+        wf = load_workflow(path, trusted=not untrusted, lenient=lenient)
+        return wf.compile(lenient=lenient, on_cycle=on_cycle.value.replace("-", "_"))  # type: ignore[arg-type]
+    except InvalidWorkflowError as exc:
+        console = _stderr()
+        console.print(f"[bold red]error:[/] {exc.errors[0].path or path} is not a valid workflow:", markup=True)
+        for error in exc.errors:
+            console.print(f"  - {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except AgentplexError as exc:
+        _die(str(exc))
+
+
+def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _die(f"--input {pair!r} is not of the form name=value. Fix: e.g. --input query='a bakery'")
+        inputs[key.strip()] = value
+    return inputs
+
+
+@app.command()
+def run(
+    workflow: WorkflowArg,
+    input: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+        typer.Option("--input", "-i", help="A workflow input, name=value (repeatable)."),
+    ] = None,
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", "-c", min=1, help="Nodes running at once.")
+    ] = 16,
+    strategy: Annotated[
+        Optional[StrategyChoice],  # noqa: UP045
+        typer.Option(help="Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow]."),
+    ] = None,
+    error_policy: Annotated[
+        ErrorPolicyChoice,
+        typer.Option("--error-policy", help="fail_fast cancels the run; continue skips dependents only."),
+    ] = ErrorPolicyChoice.fail_fast,
+    model: Annotated[
+        str, typer.Option(help="Model for agents that name none, as provider:model.")
+    ] = "sim:default",
+    seed: Annotated[int, typer.Option(help="Seed passed to the model (the simulator is deterministic).")] = 0,
+    timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--timeout", help="Per-attempt time limit (s) for nodes that set none."),
+    ] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries after retryable errors.")] = 2,
+    sim_scale: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="Write run.json and every node's output into this folder."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    lenient: LenientOpt = False,
+    on_cycle: OnCycleOpt = OnCycleChoice.error,
+    untrusted: UntrustedOpt = False,
+) -> None:
+    """Run a workflow and print what ran in parallel, the outputs and the speedup."""
+    import asyncio
+
+    from rich.console import Console
+
+    from agentplex.exceptions import AgentplexError
+    from agentplex.report.terminal import LiveView, render_layers, render_summary
+    from agentplex.runner import arun
+
+    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
+    console = Console(highlight=False)
+    show = not json_out
+    observers: list[Any] = []
+    finished: list[RunResult] = []
+
+    def capture(event: Any) -> None:
+        from agentplex.events import RunFinished
+
+        if isinstance(event, RunFinished):
+            finished.append(event.result)
+
+    observers.append(capture)
+    if show and not quiet:
+        console.print(render_layers(compiled))
+        if console.is_terminal:
+            observers.append(LiveView(console))
+    options = {
+        "max_concurrency": max_concurrency,
+        "strategy": strategy.value if strategy else None,
+        "error_policy": error_policy.value,
+        "model": model,
+        "seed": seed,
+        "timeout_s": timeout,
+        "retries": retries,
+        "sim_scale": sim_scale,
+    }
+    interrupted = False
+    try:
+        result = asyncio.run(arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options))
+    except KeyboardInterrupt:
+        interrupted = True
+        if not finished:
+            _die("interrupted before the run started", EXIT_INTERRUPTED)
+        result = finished[0]
+    except AgentplexError as exc:
+        _die(str(exc))
+    if out is not None:
+        record = result.write(out)
+        if show:
+            console.print(f"wrote {record} and {len(result.outputs)} outputs in {out / 'outputs'}")
+    if json_out:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        if not quiet:
+            _print_final_outputs(console, compiled, result)
+        console.print(render_summary(result, nodes=not quiet))
+        if interrupted:
+            console.print("[yellow]interrupted: finished nodes are kept above[/]")
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_final_outputs(console: Console, compiled: CompiledWorkflow, result: RunResult) -> None:
+    """Print the outputs of the sinks (nodes nothing depends on)."""
+    from rich.panel import Panel
+
+    from agentplex.graph import successors
+
+    succ = successors(compiled.deps)
+    for node_id, children in succ.items():
+        node = result.nodes[node_id]
+        if children or node.status != "succeeded":
+            continue
+        text = node.output if isinstance(node.output, str) else repr(node.output)
+        console.print(Panel(text, title=f"output of {node_id}", title_align="left", expand=False))
+
+
+@app.command()
+def graph(
+    workflow: WorkflowArg,
+    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="text (layers), mermaid or dot.")] = GraphFormat.text,
+    lenient: LenientOpt = False,
+    on_cycle: OnCycleOpt = OnCycleChoice.error,
+) -> None:
+    """Show a workflow's DAG: its layers as text, or Mermaid / Graphviz source."""
+    from rich.console import Console
+
+    from agentplex.report.terminal import dot, mermaid, render_layers
+
+    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=False)
+    if format is GraphFormat.mermaid:
+        sys.stdout.write(mermaid(compiled) + "\n")
+    elif format is GraphFormat.dot:
+        sys.stdout.write(dot(compiled) + "\n")
+    else:
+        Console(highlight=False).print(render_layers(compiled), end="")
+
+
+@app.command()
+def validate(
+    workflow: WorkflowArg,
+    lenient: LenientOpt = False,
+    on_cycle: OnCycleOpt = OnCycleChoice.error,
+    untrusted: UntrustedOpt = False,
+) -> None:
+    """Check a workflow file; list every problem with its line, node and fix."""
+    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
+    console = _stderr()
+    for warning in compiled.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+    layers = compiled.layers()
+    typer.echo(
+        f"{workflow}: valid - {len(compiled)} nodes in {len(layers)} layers, "
+        f"up to {max(len(layer) for layer in layers)} in parallel"
+    )
+
+
+@app.command()
+def roles(
+    workflow: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--workflow", "-w", help="Also list the roles this workflow file defines."),
+    ] = None,
+) -> None:
+    """List the agent roles available to workflows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentplex.roles import BUILTIN_ROLES, RoleLibrary
+
+    library = RoleLibrary()
+    if workflow is not None:
+        library = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False).roles
+    table = Table("role", "description", "origin")
+    for name in sorted(library):
+        role = library[name]
+        origin = "built-in" if BUILTIN_ROLES.get(name) == role else "workflow"
+        table.add_row(name, role.description, origin)
+    Console(highlight=False).print(table)
+
+
+def main() -> None:
+    """Entry point of the ``agentplex`` console script."""
+    app()
