@@ -2,7 +2,8 @@
 
 Parameters are matched by name, in this order: a dependency's output, the map
 ``item`` / ``index``, ``ctx`` (the node context), a workflow input. A
-``**kwargs`` parameter receives every dependency output and input. If exactly
+``**kwargs`` parameter receives every dependency output and input that no
+other parameter took. If exactly
 one required parameter and exactly one dependency are left unmatched, they are
 paired, so ``def count(text): ...`` works whatever the dependency is called.
 The plan is computed once, at compile time; applying it is a dict lookup per
@@ -42,6 +43,7 @@ class Binding:
     ) -> tuple[list[Any], dict[str, Any]]:
         """Return ``(args, kwargs)`` for one call."""
         kwargs: dict[str, Any] = {}
+        taken = {name for _p, kind, name in self.params if kind in ("dep", "input")}
         for param, kind, name in self.params:
             if kind == "dep":
                 kwargs[param] = deps[name]
@@ -50,7 +52,8 @@ class Binding:
                     kwargs[param] = inputs[name]
             elif kind == "all":
                 for key, value in {**inputs, **deps}.items():
-                    kwargs.setdefault(key, value)
+                    if key not in taken:
+                        kwargs.setdefault(key, value)
             else:
                 kwargs[param] = extra[kind]
         args = [kwargs.pop(p) for p in self.positional_only if p in kwargs]

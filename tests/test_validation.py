@@ -1,0 +1,277 @@
+"""Every kind of invalid workflow: typed errors naming the file, node, problem and fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agentplex as ap
+
+# (file name, content, error type, node named, text in the message)
+INVALID = [
+    (
+        "cycle.yaml",
+        "nodes:\n  a: {role: researcher, task: x, depends_on: [c]}\n"
+        "  b: {role: analyzer, task: y, depends_on: [a]}\n  c: {role: writer, task: z, depends_on: [b]}\n",
+        ap.CycleError,
+        "a",
+        "cycle: a -> c -> b -> a",
+    ),
+    (
+        "unknown_dep.yaml",
+        "nodes:\n  a: {role: researcher, task: x}\n  b: {role: analyzer, task: y, depends_on: [aa, zzz]}\n",
+        ap.DependencyError,
+        "b",
+        "'zzz', which is not a node",
+    ),
+    (
+        "out_of_range.json",
+        json.dumps({"agents": [{"role": "researcher", "task": "x", "depends_on": [5]}]}),
+        ap.DependencyError,
+        "researcher_0",
+        "index 5 is out of range",
+    ),
+    (
+        "self_dep.yaml",
+        "nodes:\n  a: {role: researcher, task: x, depends_on: [a]}\n",
+        ap.DependencyError,
+        "a",
+        "depends on itself",
+    ),
+    (
+        "self_dep_plan.json",
+        json.dumps({"agents": [{"role": "researcher", "task": "x", "depends_on": [0]}]}),
+        ap.DependencyError,
+        "researcher_0",
+        "depends on itself",
+    ),
+    (
+        "duplicate.yaml",
+        "nodes:\n  a: {role: researcher, task: x}\n  a: {role: writer, task: y}\n",
+        ap.DuplicateNodeError,
+        "a",
+        "defined twice",
+    ),
+    (
+        "duplicate.json",
+        '{"nodes": {"a": {"role": "researcher", "task": "x"}, "a": {"role": "writer", "task": "y"}}}',
+        ap.DuplicateNodeError,
+        "a",
+        "defined twice",
+    ),
+    (
+        "unknown_role.yaml",
+        "nodes:\n  a: {role: reseacher, task: x}\n",
+        ap.UnknownRoleError,
+        "a",
+        "did you mean 'researcher'",
+    ),
+    (
+        "missing_field.yaml",
+        "nodes:\n  a: {role: researcher}\n",
+        ap.SchemaError,
+        "a",
+        "needs task",
+    ),
+    (
+        "wrong_type.yaml",
+        "nodes:\n  a: {role: researcher, task: x, retries: many}\n",
+        ap.SchemaError,
+        "a",
+        "must be a whole number >= 0, got 'many'",
+    ),
+    (
+        "unknown_field.yaml",
+        "nodes:\n  a: {role: researcher, task: x, depend_on: [b]}\n  b: {role: writer, task: y}\n",
+        ap.SchemaError,
+        "a",
+        "did you mean 'depends_on'",
+    ),
+    ("empty.yaml", "nodes: {}\n", ap.EmptyWorkflowError, None, "has no nodes"),
+    ("empty_plan.json", '{"agents": []}', ap.EmptyWorkflowError, None, "has no nodes"),
+    (
+        "placeholder.yaml",
+        "inputs: {query: x}\nnodes:\n  a: {role: researcher, task: 'Research {qurey}'}\n",
+        ap.TemplateError,
+        "a",
+        "{qurey} matches no input or dependency (did you mean 'query'?)",
+    ),
+    (
+        "placeholder_not_dep.yaml",
+        "nodes:\n  a: {role: researcher, task: x}\n  b: {role: writer, task: 'Use {a}'}\n",
+        ap.TemplateError,
+        "b",
+        "add 'a' to depends_on",
+    ),
+    (
+        "bad_import.yaml",
+        "nodes:\n  a: {function: 'no_such_module_xyz:run'}\n",
+        ap.SchemaError,
+        "a",
+        "cannot import module 'no_such_module_xyz'",
+    ),
+]
+
+
+def write(tmp_path: Path, name: str, content: str) -> Path:
+    path = tmp_path / name
+    path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize(("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_workflow_raises_a_typed_located_error(tmp_path, name, content, error, node, text) -> None:
+    path = write(tmp_path, name, content)
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        ap.load_workflow(path).compile()
+    matching = [e for e in info.value.errors if isinstance(e, error) and text in str(e)]
+    assert matching, info.value
+    first = matching[0]
+    assert first.path == str(path)
+    assert first.node_id == node
+    assert "Fix:" in str(first)
+
+
+def run_cli(*args: str, sim_scale: str = "0") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentplex", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"AGENTPLEX_SIM_SCALE": sim_scale, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID])
+def test_cli_rejects_invalid_workflow_without_traceback(tmp_path, command, name, content, error, node, text) -> None:
+    path = write(tmp_path, name, content)
+    proc = run_cli(command, str(path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    message = " ".join(proc.stderr.split())
+    assert str(path) in message
+    assert " ".join(text.split()) in message
+    if node is not None:
+        assert f"node {node!r}" in message
+
+
+def test_yaml_errors_name_the_line(tmp_path) -> None:
+    path = write(tmp_path, "lines.yaml", "nodes:\n  a:\n    role: researcher\n    task: x\n  b:\n    role: nobody\n    task: y\n")
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        ap.load_workflow(path).compile()
+    (err,) = info.value.errors
+    assert err.line == 5
+    assert str(err).startswith(f"{path}:5: node 'b', field 'role'")
+
+
+def test_all_problems_are_reported_at_once(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "many.yaml",
+        "nodes:\n  a: {role: nobody, task: x}\n  b: {role: writer, task: y, depends_on: [ghost]}\n",
+    )
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        ap.load_workflow(path).compile()
+    assert {type(e) for e in info.value.errors} == {ap.UnknownRoleError, ap.DependencyError}
+    assert "2 problems" in str(info.value)
+
+
+def test_unparsable_files_get_a_file_error(tmp_path) -> None:
+    bad_yaml = write(tmp_path, "bad.yaml", "nodes:\n  a: [unclosed\n")
+    with pytest.raises(ap.WorkflowFileError, match="invalid YAML"):
+        ap.load_workflow(bad_yaml)
+    bad_json = write(tmp_path, "bad.json", '{"agents": [}')
+    with pytest.raises(ap.WorkflowFileError, match=r"bad.json:1: invalid JSON"):
+        ap.load_workflow(bad_json)
+    with pytest.raises(ap.WorkflowFileError, match="no such file"):
+        ap.load_workflow(tmp_path / "missing.yaml")
+    proc = run_cli("run", str(bad_yaml))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_lenient_mode_drops_invalid_dependencies_with_warnings(tmp_path) -> None:
+    plan = {
+        "agents": [
+            {"role": "researcher", "task": "a", "depends_on": [7, 0]},
+            {"role": "analyzer", "task": "b", "depends_on": [0, -1]},
+        ]
+    }
+    path = write(tmp_path, "plan.json", json.dumps(plan))
+    compiled = ap.load_workflow(path, lenient=True).compile(lenient=True)
+    assert compiled.deps == {"researcher_0": (), "analyzer_1": ("researcher_0",)}
+    assert len(compiled.warnings) == 3
+    assert any("index 7 is out of range" in w for w in compiled.warnings)
+    wf = ap.Workflow("named")
+    wf.agent("researcher", "x", id="a", depends_on=["ghost", "a"])
+    assert wf.compile(lenient=True).deps == {"a": ()}
+
+
+def test_cycle_is_an_error_even_in_lenient_mode_unless_declared_order(tmp_path) -> None:
+    plan = {"agents": [{"role": "researcher", "task": "a", "depends_on": [1]}, {"role": "analyzer", "task": "b", "depends_on": [0]}]}
+    path = write(tmp_path, "cyc.json", json.dumps(plan))
+    with pytest.raises(ap.InvalidWorkflowError, match="cycle"):
+        ap.load_workflow(path, lenient=True).compile(lenient=True)
+    compiled = ap.load_workflow(path).compile(on_cycle="declared_order")
+    assert compiled.deps == {"researcher_0": (), "analyzer_1": ("researcher_0",)}
+    assert "to break the cycle" in compiled.warnings[0]
+    proc = run_cli("validate", str(path), "--on-cycle", "declared-order")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" in proc.stderr
+
+
+def test_untrusted_plans_may_not_run_python(tmp_path) -> None:
+    plan = {"agents": [{"role": "researcher", "task": "x", "function": "os:system"}]}
+    path = write(tmp_path, "evil.json", json.dumps(plan))
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        ap.load_workflow(path, trusted=False).compile()
+    assert isinstance(info.value.errors[0], ap.UntrustedCodeError)
+    named = write(tmp_path, "evil.yaml", "nodes:\n  a: {function: 'os:getcwd'}\n")
+    with pytest.raises(ap.InvalidWorkflowError, match="untrusted"):
+        ap.load_workflow(named, trusted=False).compile()
+    assert ap.load_workflow(named).compile().nodes["a"].fn is not None  # trusted: allowed
+    proc = run_cli("validate", "--untrusted", str(named))
+    assert proc.returncode == 2
+    assert "not allowed in an untrusted plan" in proc.stderr
+
+
+def test_builder_rejects_duplicates_and_bad_ids_at_once() -> None:
+    wf = ap.Workflow("b")
+    wf.agent("researcher", "x", id="a")
+    with pytest.raises(ap.DuplicateNodeError):
+        wf.agent("writer", "y", id="a")
+    with pytest.raises(ap.SchemaError, match="not a valid node id"):
+        wf.agent("writer", "y", id="has space")
+    with pytest.raises(ap.SchemaError, match="either role and task"):
+        wf.map("a", role="writer")
+
+
+def test_process_nodes_must_be_importable() -> None:
+    wf = ap.Workflow("p")
+    wf.function(lambda: 1, id="l", cpu_bound=True)
+    with pytest.raises(ap.InvalidWorkflowError, match="define the function at module level"):
+        wf.compile()
+
+
+def test_function_parameters_must_bind(tmp_path) -> None:
+    wf = ap.Workflow("bind", inputs=["topic"])
+
+    def step(topic: str, unknown: int) -> None:
+        return None
+
+    wf.function(step)
+    with pytest.raises(ap.InvalidWorkflowError, match="parameter 'unknown'"):
+        wf.compile()
+
+
+def test_declared_inputs_get_defaults_and_unknown_inputs_are_refused(examples) -> None:
+    compiled = ap.load_workflow(examples / "compare_languages.yaml").compile()
+    result = ap.run(compiled, model="sim:instant")
+    assert result.inputs == {"query": "web development"}
+    with pytest.raises(ap.ConfigError, match="did you mean 'query'"):
+        ap.run(compiled, inputs={"qurey": "x"})
