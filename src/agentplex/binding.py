@@ -30,6 +30,13 @@ class Binding:
     """Required parameters nothing matched (an error at compile or run time)."""
     positional_only: tuple[str, ...] = ()
     """Parameters that must be passed by position, in order."""
+    taken: frozenset[str] = frozenset()
+    """Dependencies and inputs bound to named parameters (kept out of ``**kwargs``)."""
+
+    @property
+    def needs_ctx(self) -> bool:
+        """Whether the function takes the node context."""
+        return any(kind == "ctx" for _p, kind, _n in self.params)
 
     def input_names(self) -> list[str]:
         """Return the workflow inputs this function reads."""
@@ -43,7 +50,7 @@ class Binding:
     ) -> tuple[list[Any], dict[str, Any]]:
         """Return ``(args, kwargs)`` for one call."""
         kwargs: dict[str, Any] = {}
-        taken = {name for _p, kind, name in self.params if kind in ("dep", "input")}
+        taken = self.taken
         for param, kind, name in self.params:
             if kind == "dep":
                 kwargs[param] = deps[name]
@@ -110,4 +117,5 @@ def plan_binding(
     if inputs is None:
         params += [(name, "input", name) for name in unbound]
         unbound = []
-    return Binding(tuple(params), tuple(unbound), tuple(positional_only))
+    taken = frozenset(name for _p, kind, name in params if kind in ("dep", "input"))
+    return Binding(tuple(params), tuple(unbound), tuple(positional_only), taken)

@@ -97,15 +97,18 @@ def longest_path_to_sink(deps: Deps, durations: Mapping[str, float]) -> dict[str
     return rank
 
 
-def critical_path(deps: Deps, durations: Mapping[str, float]) -> tuple[float, list[str]]:
+def critical_path(
+    deps: Deps, durations: Mapping[str, float], *, order: Sequence[str] | None = None
+) -> tuple[float, list[str]]:
     """Return the length and the nodes of the longest chain of dependent durations.
 
     Nodes missing from ``durations`` count as zero. With several chains of equal
-    length the earliest-declared one wins.
+    length the earliest-declared one wins. ``order``, a topological order the
+    caller already has, saves computing one.
     """
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    for node in topological_order(deps):
+    for node in order if order is not None else topological_order(deps):
         best: str | None = None
         for dep in deps[node]:
             if best is None or finish[dep] > finish[best]:

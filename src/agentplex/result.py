@@ -68,7 +68,7 @@ class NodeResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RunResult:
     """The outcome of one run; ``status`` is ``succeeded`` only if every node succeeded."""
 
@@ -83,6 +83,12 @@ class RunResult:
     critical_path_s: float = 0.0
     inputs: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # compact: a result may hold 100,000 nodes
+        return (
+            f"RunResult(run_id={self.run_id!r}, workflow={self.workflow!r}, status={self.status!r}, "
+            f"nodes={len(self.nodes)}, wall_s={self.wall_s:.3f}, speedup={self.speedup:.2f})"
+        )
 
     @property
     def ok(self) -> bool:

@@ -47,7 +47,6 @@ from agentplex.exceptions import (
     RetryableError,
 )
 from agentplex.executors import Executor, create_executor
-from agentplex.graph import critical_path
 from agentplex.ids import new_run_id
 from agentplex.llm import DEFAULT_MODEL, ProviderPool, parse_model
 from agentplex.llm.base import Usage
@@ -174,6 +173,13 @@ class _Run:
         self.scheduler = Scheduler(compiled.deps, strategy=self.strategy, estimates=compiled.estimates())
         self.providers = ProviderPool(sim={"scale": options.sim_scale} if options.sim_scale is not None else {})
         self.executors: dict[str, Executor] = {}
+        self.map_nodes = {nid for nid, node in self.nodes.items() if isinstance(node, MapNode)}
+        self.where: dict[str, str] = {}
+        """Executor of each function node and function-bodied map node."""
+        for nid, node in self.nodes.items():
+            body = node.body if isinstance(node, MapNode) else node
+            if isinstance(body, FunctionNode):
+                self.where[nid] = body.resolved_executor()
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, NodeStatus] = {}
         self.started: dict[str, float] = {}
@@ -256,14 +262,14 @@ class _Run:
         group = self.group
         assert group is not None
         while not self.stopping and self.busy < self.limit and scheduler.ready_count:
-            batch = scheduler.get_ready(1)
+            batch = scheduler.get_ready(self.limit - self.busy)
             if not batch:
                 return
-            node_id = batch[0]
-            holds = not isinstance(self.nodes[node_id], MapNode)
-            if holds:
-                self.busy += 1
-            group.create_task(self.run_node(node_id, _Slot(holds)))
+            for node_id in batch:
+                holds = node_id not in self.map_nodes
+                if holds:
+                    self.busy += 1
+                group.create_task(self.run_node(node_id, _Slot(holds)))
 
     # -- slots ------------------------------------------------------------------
 
@@ -330,11 +336,12 @@ class _Run:
             self.usage[node_id] = usage
         self.attempts[node_id] = attempts
         t = self.record_end(node_id, "succeeded")
-        self.emit(
-            ev.NodeFinished(self.run_id, t, node_id, output, attempts, t - self.started[node_id], usage)
-        )
-        for ready in self.scheduler.done(node_id):
-            self.emit(ev.NodeReady(self.run_id, t, ready))
+        newly_ready = self.scheduler.done(node_id)
+        if self.observers:
+            duration = t - self.started[node_id]
+            self.emit(ev.NodeFinished(self.run_id, t, node_id, output, attempts, duration, usage))
+            for ready in newly_ready:
+                self.emit(ev.NodeReady(self.run_id, t, ready))
         if slot.held:
             self.release(slot)  # hands the slot on and dispatches
         else:
@@ -389,10 +396,12 @@ class _Run:
         attempt = 0
         while True:
             attempt += 1
-            await self.acquire(slot)
+            if not slot.held:
+                await self.acquire(slot)
             if not is_item:
                 self.attempts[node_id] = attempt
-                self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
+                if self.observers:  # events cost nothing when nobody listens
+                    self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
             try:
                 if timeout is None:
                     return await attempt_fn(attempt), attempt
@@ -433,17 +442,18 @@ class _Run:
         deps = {d: self.outputs[d] for d in self.wf.deps[node_id]}
         if isinstance(node, AgentNode):
             return await self.call_agent(node, node_id, deps, extra, exclude)
-        executor = self.executor(node.resolved_executor())
+        where = self.where[node_id]
+        executor = self.executors.get(where) or self.executor(where)
         binding = self.wf.bindings[node_id]
         usage_box: list[Usage] = []
-        values: dict[str, Any] = dict(extra or {})
-        if any(kind == "ctx" for _p, kind, _n in binding.params):
-            values["ctx"] = NodeContext(self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box))
+        values: Mapping[str, Any] = extra or {}
+        if binding.needs_ctx:
+            ctx = NodeContext(self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box))
+            values = {**values, "ctx": ctx}
         args, kwargs = binding.arguments(deps, self.inputs, values)
         assert node.fn is not None
         output = await executor.submit(node.fn, *args, **kwargs)
-        total = sum(usage_box, Usage()) if usage_box else None
-        return output, total
+        return output, (sum(usage_box, Usage()) if usage_box else None)
 
     async def call_agent(
         self,
@@ -565,7 +575,7 @@ class _Run:
             )
             if state == "succeeded" and started is not None and finished is not None:
                 durations[node_id] = finished - started
-        length, path = critical_path(self.wf.deps, durations)
+        length, path = self.scheduler.critical_path(durations)
         return RunResult(
             run_id=self.run_id,
             workflow=self.wf.name,

@@ -198,6 +198,39 @@ class Scheduler:
     def running_count(self) -> int:
         return self._running
 
+    def critical_path(self, durations: Mapping[str, float]) -> tuple[float, list[str]]:
+        """Return the longest chain of ``durations`` (missing nodes count as 0).
+
+        The same answer as :func:`agentplex.graph.critical_path`, computed on
+        the scheduler's integer graph for speed on very large runs.
+        """
+        n = len(self._ids)
+        if not n:
+            return 0.0, []
+        ids = self._ids
+        finish = [0.0] * n
+        via = [-1] * n
+        for i in self._order:
+            finish[i] += durations.get(ids[i], 0.0)
+            for c in self._succ[i]:
+                if via[c] == -1 or finish[i] > finish[via[c]] or (
+                    finish[i] == finish[via[c]] and i < via[c]
+                ):
+                    via[c] = i
+            # a child's start is its best parent's finish; add it when the child is reached
+            for c in self._succ[i]:
+                if via[c] == i:
+                    finish[c] = finish[i]
+        best = max(self._order, key=lambda i: finish[i])
+        path = [best]
+        while via[path[-1]] != -1:
+            path.append(via[path[-1]])
+        return finish[best], [ids[i] for i in reversed(path)]
+
+    def topological_order(self) -> list[str]:
+        """Return the nodes in dependency order, earliest-declared first among equals."""
+        return [self._ids[i] for i in self._order]
+
     def state(self, node: str) -> str:
         """Return the state of ``node`` by name (``waiting``, ``ready``, ...)."""
         return STATE_NAMES[self._state[self._index[node]]]
@@ -212,7 +245,7 @@ class Scheduler:
         if not self._started:
             raise RuntimeError("call Scheduler.start() first")
         if self.strategy == "sequential":
-            limit = 0 if self._running else 1
+            limit = 0 if self._running else min(1, 1 if limit is None else limit)
         elif limit is None:
             limit = len(self._ready)
         out: list[str] = []

@@ -153,7 +153,7 @@ class InputSpec:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class CompiledWorkflow:
     """A validated, immutable workflow: what every scheduler and runner works from."""
 
@@ -175,6 +175,9 @@ class CompiledWorkflow:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def __repr__(self) -> str:  # compact: a workflow may hold 100,000 nodes
+        return f"CompiledWorkflow({self.name!r}, nodes={len(self.nodes)})"
 
     def estimates(self) -> dict[str, float]:
         """Return each node's estimated duration."""
