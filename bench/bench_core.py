@@ -45,7 +45,9 @@ def random_dag(rng: random.Random, n: int) -> ap.Workflow:
         window = list(range(max(0, i - 10), i))
         deps = [f"n{j}" for j in rng.sample(window, k=min(len(window), rng.randint(0, 3)))]
         latency = min(0.6, max(0.02, rng.lognormvariate(-2.0, 0.8)))
-        wf.agent("researcher", f"step {i}", id=f"n{i}", depends_on=deps, latency_s=round(latency, 3))
+        wf.agent(
+            "researcher", f"step {i}", id=f"n{i}", depends_on=deps, latency_s=round(latency, 3)
+        )
     return wf
 
 
@@ -151,7 +153,9 @@ def part_b(n: int, repeats: int) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller workloads, for a smoke test")
     parser.add_argument("--scale", type=float, default=0.5, help="sim latency scale for part (a)")
     args = parser.parse_args()

@@ -48,7 +48,11 @@ async def perspectives(ctx: ap.NodeContext, load_transcript: str) -> list[str]:
     """Three independent calls from inside one node, made side by side."""
     return await ap.fan_out(
         ctx.ask(role, f"Give the {angle} perspective on this transcript:\n{load_transcript}")
-        for role, angle in [("analyzer", "scientific"), ("critic", "skeptical"), ("writer", "consumer")]
+        for role, angle in [
+            ("analyzer", "scientific"),
+            ("critic", "skeptical"),
+            ("writer", "consumer"),
+        ]
     )
 
 
@@ -71,4 +75,6 @@ def build() -> ap.Workflow:
 if __name__ == "__main__":
     result = ap.run(build(), inputs={"source": "coffee"}, max_concurrency=8)
     print(result.outputs["tally"])
-    print(f"wall {result.wall_s:.2f}s, sequential {result.sequential_s:.2f}s, speedup {result.speedup:.2f}x")
+    print(
+        f"wall {result.wall_s:.2f}s, sequential {result.sequential_s:.2f}s, speedup {result.speedup:.2f}x"
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture(autouse=True)
-def fast_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fast_sim(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the simulator at 1/100 of its latency unless a test pins its own scale."""
     monkeypatch.setenv("AGENTPLEX_SIM_SCALE", "0.01")
     monkeypatch.delenv("AGENTPLEX_STRATEGY", raising=False)
-    yield
 
 
 @pytest.fixture

@@ -14,7 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_json_prints_one_complete_record(examples) -> None:
-    proc = run_cli("run", str(examples / "business_plan.yaml"), "--input", "query=a bakery in Lyon", "--max-concurrency", "2", "--json")
+    proc = run_cli(
+        "run",
+        str(examples / "business_plan.yaml"),
+        "--input",
+        "query=a bakery in Lyon",
+        "--max-concurrency",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     for key in ("status", "wall_s", "sequential_s", "critical_path_s", "speedup", "nodes"):
@@ -29,7 +37,9 @@ def test_run_json_prints_one_complete_record(examples) -> None:
 
 
 def test_run_out_writes_record_and_outputs(tmp_path, examples) -> None:
-    proc = run_cli("run", str(examples / "compare_languages.yaml"), "--out", str(tmp_path / "res"), "--quiet")
+    proc = run_cli(
+        "run", str(examples / "compare_languages.yaml"), "--out", str(tmp_path / "res"), "--quiet"
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "res" / "run.json").read_text())
     assert record["status"] == "succeeded"
@@ -39,7 +49,13 @@ def test_run_out_writes_record_and_outputs(tmp_path, examples) -> None:
 
 
 def test_run_sequential_strategy_and_summary(examples) -> None:
-    proc = run_cli("run", str(examples / "software_architecture.yaml"), "--strategy", "sequential", sim_scale="0.02")
+    proc = run_cli(
+        "run",
+        str(examples / "software_architecture.yaml"),
+        "--strategy",
+        "sequential",
+        sim_scale="0.02",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "layer 0 (6 in parallel)" in proc.stdout
     assert "speedup 1.00x" in proc.stdout  # sequential: no overlap at all
@@ -51,7 +67,11 @@ def test_run_plan_file(examples) -> None:
     proc = run_cli("run", str(examples / "plans" / "compare_languages_plan.json"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert list(json.loads(proc.stdout)["nodes"]) == [
-        "researcher_0", "researcher_1", "researcher_2", "analyzer_3", "synthesizer_4"
+        "researcher_0",
+        "researcher_1",
+        "researcher_2",
+        "analyzer_3",
+        "synthesizer_4",
     ]
 
 
@@ -62,7 +82,9 @@ def test_failed_run_exits_1(tmp_path) -> None:
     proc = run_cli("run", str(wf), "--json")
     # json.loads needs an argument nothing provides: a compile-time error, exit 2
     assert proc.returncode == 2
-    wf.write_text("nodes:\n  src: {function: 'os:getcwd'}\n  boom: {function: 'json:loads', depends_on: [src]}\n")
+    wf.write_text(
+        "nodes:\n  src: {function: 'os:getcwd'}\n  boom: {function: 'json:loads', depends_on: [src]}\n"
+    )
     proc = run_cli("run", str(wf), "--json")
     assert proc.returncode == 1
     record = json.loads(proc.stdout)
@@ -85,8 +107,18 @@ def test_validate_and_roles(examples) -> None:
     assert proc.returncode == 0
     assert "15 nodes in 5 layers, up to 6 in parallel" in proc.stdout
     roles = run_cli("roles")
-    for role in ("researcher", "analyzer", "synthesizer", "planner", "writer", "critic",
-                 "coordinator", "reviewer", "presenter", "fact_checker"):
+    for role in (
+        "researcher",
+        "analyzer",
+        "synthesizer",
+        "planner",
+        "writer",
+        "critic",
+        "coordinator",
+        "reviewer",
+        "presenter",
+        "fact_checker",
+    ):
         assert role in roles.stdout
 
 
@@ -127,7 +159,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path) -> None:
     env = {**os.environ, "AGENTPLEX_SIM_SCALE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentplex", "run", str(wf), "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
@@ -140,3 +175,23 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path) -> None:
     assert record["nodes"]["quick"]["status"] == "succeeded"
     assert record["nodes"]["slow"]["status"] == "cancelled"
     assert (tmp_path / "out" / "outputs" / "quick.md").exists()
+
+
+def test_file_functions_are_imported_from_beside_the_file_and_run_in_processes(tmp_path) -> None:
+    (tmp_path / "my_steps.py").write_text(
+        "import os\n\n"
+        "def words(text):\n    return len(text.split())\n\n"
+        "def where(words):\n    return [words, os.getpid()]\n"
+    )
+    wf = tmp_path / "flow.yaml"
+    wf.write_text(
+        "nodes:\n"
+        "  draft: {role: writer, task: Write about queues}\n"
+        "  words: {function: 'my_steps:words', depends_on: [draft], cpu_bound: true}\n"
+        "  where: {function: 'my_steps:where', depends_on: [words], executor: thread}\n"
+    )
+    proc = run_cli("run", str(wf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    nodes = json.loads(proc.stdout)["nodes"]
+    count, _pid = nodes["where"]["output"]
+    assert count == nodes["words"]["output"] == len(nodes["draft"]["output"].split())

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from agentplex.executors import EXECUTORS, create_executor
 from agentplex.exceptions import ConfigError
+from agentplex.executors import EXECUTORS, create_executor
 from tests.helpers import burn, fails, pid_and_square
 
 

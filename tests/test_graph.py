@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import graphlib
+import itertools
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_find_cycle_lists_each_node_depending_on_the_next() -> None:
     assert cycle is not None
     assert cycle[0] == cycle[-1]
     deps = {"a": ["b"], "b": ["c"], "c": ["a"]}
-    for node, nxt in zip(cycle, cycle[1:], strict=False):
+    for node, nxt in itertools.pairwise(cycle):
         assert nxt in deps[node]
 
 

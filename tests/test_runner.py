@@ -9,13 +9,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentplex as ap
-from agentplex.events import NodeFinished, NodeRetrying, NodeStarted, RunFinished
+from agentplex.events import NodeRetrying, RunFinished
 
 
 def pinned(latencies: dict[str, float], deps: dict[str, list[str]]) -> ap.Workflow:
     wf = ap.Workflow("pinned")
     for node_id, latency in latencies.items():
-        wf.agent("researcher", f"Work on {node_id}", id=node_id, depends_on=deps.get(node_id, []), latency_s=latency)
+        wf.agent(
+            "researcher",
+            f"Work on {node_id}",
+            id=node_id,
+            depends_on=deps.get(node_id, []),
+            latency_s=latency,
+        )
     return wf
 
 
@@ -124,7 +130,12 @@ def test_fail_fast_cancels_running_work_and_keeps_finished_outputs() -> None:
     assert time.perf_counter() - started < 2
     assert result.status == "failed"
     statuses = {n: r.status for n, r in result.nodes.items()}
-    assert statuses == {"quick": "succeeded", "boom": "failed", "slow": "cancelled", "after": "cancelled"}
+    assert statuses == {
+        "quick": "succeeded",
+        "boom": "failed",
+        "slow": "cancelled",
+        "after": "cancelled",
+    }
     assert result.outputs == {"quick": "kept"}
     assert result.nodes["boom"].error == "ValueError: bad data"
     with pytest.raises(ap.RunFailedError, match="boom"):
@@ -174,7 +185,9 @@ def test_retryable_errors_are_retried_with_backoff_then_succeed() -> None:
     events: list[object] = []
     wf = ap.Workflow("retry")
     wf.function(flaky, retries=3)
-    result = ap.run(wf, sleep=fake_sleep, rng=random.Random(1), observers=[events.append], backoff_base_s=1.0)
+    result = ap.run(
+        wf, sleep=fake_sleep, rng=random.Random(1), observers=[events.append], backoff_base_s=1.0
+    )
     assert result.ok
     assert result.nodes["flaky"].attempts == 3
     assert len(delays) == 2
@@ -323,7 +336,9 @@ def test_fan_out_inside_a_node_uses_ctx_ask() -> None:
 
     @wf.step()
     async def survey(ctx: ap.NodeContext) -> list[str]:
-        return await ap.fan_out(ctx.ask("researcher", f"Research {lang}") for lang in ("Go", "Rust", "Zig"))
+        return await ap.fan_out(
+            ctx.ask("researcher", f"Research {lang}") for lang in ("Go", "Rust", "Zig")
+        )
 
     result = ap.run(wf)
     answers = result.outputs["survey"]
@@ -390,7 +405,11 @@ def test_cancelling_a_run_reports_what_finished() -> None:
     seen: list[RunFinished] = []
 
     async def main() -> None:
-        task = asyncio.create_task(ap.arun(wf, observers=[lambda e: seen.append(e) if isinstance(e, RunFinished) else None]))
+        task = asyncio.create_task(
+            ap.arun(
+                wf, observers=[lambda e: seen.append(e) if isinstance(e, RunFinished) else None]
+            )
+        )
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -469,11 +488,15 @@ def random_workflows(draw: st.DrawFn) -> dict[str, list[str]]:
     deps: dict[str, list[str]] = {}
     for i in range(n):
         earlier = [f"n{j}" for j in range(i)]
-        deps[f"n{i}"] = draw(st.lists(st.sampled_from(earlier), max_size=3, unique=True)) if earlier else []
+        deps[f"n{i}"] = (
+            draw(st.lists(st.sampled_from(earlier), max_size=3, unique=True)) if earlier else []
+        )
     return deps
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(random_workflows(), st.sampled_from(["dataflow", "layers", "sequential"]), st.integers(1, 4))
 def test_runner_runs_each_node_once_after_deps_within_limit(deps, strategy, limit) -> None:
     live = 0

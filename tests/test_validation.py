@@ -123,8 +123,12 @@ def write(tmp_path: Path, name: str, content: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_workflow_raises_a_typed_located_error(tmp_path, name, content, error, node, text) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID]
+)
+def test_invalid_workflow_raises_a_typed_located_error(
+    tmp_path, name, content, error, node, text
+) -> None:
     path = write(tmp_path, name, content)
     with pytest.raises(ap.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile()
@@ -147,8 +151,12 @@ def run_cli(*args: str, sim_scale: str = "0") -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
-@pytest.mark.parametrize(("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID])
-def test_cli_rejects_invalid_workflow_without_traceback(tmp_path, command, name, content, error, node, text) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "error", "node", "text"), INVALID, ids=[c[0] for c in INVALID]
+)
+def test_cli_rejects_invalid_workflow_without_traceback(
+    tmp_path, command, name, content, error, node, text
+) -> None:
     path = write(tmp_path, name, content)
     proc = run_cli(command, str(path))
     assert proc.returncode == 2
@@ -161,7 +169,11 @@ def test_cli_rejects_invalid_workflow_without_traceback(tmp_path, command, name,
 
 
 def test_yaml_errors_name_the_line(tmp_path) -> None:
-    path = write(tmp_path, "lines.yaml", "nodes:\n  a:\n    role: researcher\n    task: x\n  b:\n    role: nobody\n    task: y\n")
+    path = write(
+        tmp_path,
+        "lines.yaml",
+        "nodes:\n  a:\n    role: researcher\n    task: x\n  b:\n    role: nobody\n    task: y\n",
+    )
     with pytest.raises(ap.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile()
     (err,) = info.value.errors
@@ -213,7 +225,12 @@ def test_lenient_mode_drops_invalid_dependencies_with_warnings(tmp_path) -> None
 
 
 def test_cycle_is_an_error_even_in_lenient_mode_unless_declared_order(tmp_path) -> None:
-    plan = {"agents": [{"role": "researcher", "task": "a", "depends_on": [1]}, {"role": "analyzer", "task": "b", "depends_on": [0]}]}
+    plan = {
+        "agents": [
+            {"role": "researcher", "task": "a", "depends_on": [1]},
+            {"role": "analyzer", "task": "b", "depends_on": [0]},
+        ]
+    }
     path = write(tmp_path, "cyc.json", json.dumps(plan))
     with pytest.raises(ap.InvalidWorkflowError, match="cycle"):
         ap.load_workflow(path, lenient=True).compile(lenient=True)

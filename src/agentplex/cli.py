@@ -8,7 +8,7 @@ Heavy modules are imported inside the commands so ``agentplex --help`` stays fas
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
@@ -33,23 +33,23 @@ EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 
 
-class StrategyChoice(str, Enum):
+class StrategyChoice(StrEnum):
     dataflow = "dataflow"
     layers = "layers"
     sequential = "sequential"
 
 
-class ErrorPolicyChoice(str, Enum):
+class ErrorPolicyChoice(StrEnum):
     fail_fast = "fail_fast"
     continue_ = "continue"
 
 
-class OnCycleChoice(str, Enum):
+class OnCycleChoice(StrEnum):
     error = "error"
     declared_order = "declared-order"
 
 
-class GraphFormat(str, Enum):
+class GraphFormat(StrEnum):
     text = "text"
     mermaid = "mermaid"
     dot = "dot"
@@ -60,14 +60,19 @@ WorkflowArg = Annotated[
 ]
 LenientOpt = Annotated[
     bool,
-    typer.Option("--lenient", help="Drop invalid dependencies with a warning (for LLM-written plans)."),
+    typer.Option(
+        "--lenient", help="Drop invalid dependencies with a warning (for LLM-written plans)."
+    ),
 ]
 OnCycleOpt = Annotated[
     OnCycleChoice,
-    typer.Option("--on-cycle", help="On a dependency cycle: fail, or drop dependencies on later nodes."),
+    typer.Option(
+        "--on-cycle", help="On a dependency cycle: fail, or drop dependencies on later nodes."
+    ),
 ]
 UntrustedOpt = Annotated[
-    bool, typer.Option("--untrusted", help="Treat the file as untrusted: refuse any Python function.")
+    bool,
+    typer.Option("--untrusted", help="Treat the file as untrusted: refuse any Python function."),
 ]
 
 
@@ -82,7 +87,9 @@ def _die(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(path: Path, *, lenient: bool, on_cycle: OnCycleChoice, untrusted: bool) -> CompiledWorkflow:
+def _load(
+    path: Path, *, lenient: bool, on_cycle: OnCycleChoice, untrusted: bool
+) -> CompiledWorkflow:
     """Load and compile a workflow file, turning every problem into a clean exit 2."""
     from agentplex.exceptions import AgentplexError, InvalidWorkflowError
     from agentplex.files import load_workflow
@@ -92,7 +99,10 @@ def _load(path: Path, *, lenient: bool, on_cycle: OnCycleChoice, untrusted: bool
         return wf.compile(lenient=lenient, on_cycle=on_cycle.value.replace("-", "_"))  # type: ignore[arg-type]
     except InvalidWorkflowError as exc:
         console = _stderr()
-        console.print(f"[bold red]error:[/] {exc.errors[0].path or path} is not a valid workflow:", markup=True)
+        console.print(
+            f"[bold red]error:[/] {exc.errors[0].path or path} is not a valid workflow:",
+            markup=True,
+        )
         for error in exc.errors:
             console.print(f"  - {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID) from None
@@ -105,7 +115,9 @@ def _parse_inputs(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            _die(f"--input {pair!r} is not of the form name=value. Fix: e.g. --input query='a bakery'")
+            _die(
+                f"--input {pair!r} is not of the form name=value. Fix: e.g. --input query='a bakery'"
+            )
         inputs[key.strip()] = value
     return inputs
 
@@ -126,12 +138,16 @@ def run(
     ] = None,
     error_policy: Annotated[
         ErrorPolicyChoice,
-        typer.Option("--error-policy", help="fail_fast cancels the run; continue skips dependents only."),
+        typer.Option(
+            "--error-policy", help="fail_fast cancels the run; continue skips dependents only."
+        ),
     ] = ErrorPolicyChoice.fail_fast,
     model: Annotated[
         str, typer.Option(help="Model for agents that name none, as provider:model.")
     ] = "sim:default",
-    seed: Annotated[int, typer.Option(help="Seed passed to the model (the simulator is deterministic).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed passed to the model (the simulator is deterministic).")
+    ] = 0,
     timeout: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option("--timeout", help="Per-attempt time limit (s) for nodes that set none."),
@@ -139,9 +155,13 @@ def run(
     retries: Annotated[int, typer.Option(min=0, help="Retries after retryable errors.")] = 2,
     sim_scale: Annotated[
         Optional[float],  # noqa: UP045
-        typer.Option("--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."),
+        typer.Option(
+            "--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."
+        ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object and nothing else.")
+    ] = False,
     out: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--out", help="Write run.json and every node's output into this folder."),
@@ -177,7 +197,7 @@ def run(
         console.print(render_layers(compiled))
         if console.is_terminal:
             observers.append(LiveView(console))
-    options = {
+    options: dict[str, Any] = {
         "max_concurrency": max_concurrency,
         "strategy": strategy.value if strategy else None,
         "error_policy": error_policy.value,
@@ -189,7 +209,9 @@ def run(
     }
     interrupted = False
     try:
-        result = asyncio.run(arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options))
+        result = asyncio.run(
+            arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options)
+        )
     except KeyboardInterrupt:
         interrupted = True
         if not finished:
@@ -233,7 +255,9 @@ def _print_final_outputs(console: Console, compiled: CompiledWorkflow, result: R
 @app.command()
 def graph(
     workflow: WorkflowArg,
-    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="text (layers), mermaid or dot.")] = GraphFormat.text,
+    format: Annotated[
+        GraphFormat, typer.Option("--format", "-f", help="text (layers), mermaid or dot.")
+    ] = GraphFormat.text,
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
 ) -> None:
@@ -285,7 +309,9 @@ def roles(
 
     library = RoleLibrary()
     if workflow is not None:
-        library = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False).roles
+        library = _load(
+            workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False
+        ).roles
     table = Table("role", "description", "origin")
     for name in sorted(library):
         role = library[name]

@@ -242,8 +242,7 @@ class NodeTimeoutError(NodeError, TimeoutError):
         self.timeout_s = timeout_s
         super().__init__(
             node_id,
-            f"attempt timed out after {timeout_s:g}s (raise the node's timeout_s, "
-            "or add retries)",
+            f"attempt timed out after {timeout_s:g}s (raise the node's timeout_s, or add retries)",
             attempts=attempts,
         )
 

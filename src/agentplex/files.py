@@ -344,7 +344,9 @@ class _FileReader:
         if raw is None:
             return {}
         if not isinstance(raw, Mapping):
-            self.problem(SchemaError, "'defaults' must be a mapping.", "e.g. defaults: {retries: 1}.")
+            self.problem(
+                SchemaError, "'defaults' must be a mapping.", "e.g. defaults: {retries: 1}."
+            )
             return {}
         out = {}
         for key, value in raw.items():

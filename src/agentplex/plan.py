@@ -72,7 +72,9 @@ def workflow_from_plan(
         wf.load_errors.extend(errors)
         return wf
     ids = [
-        plan_node_id(i, a["role"] if isinstance(a, Mapping) and isinstance(a.get("role"), str) else "agent")
+        plan_node_id(
+            i, a["role"] if isinstance(a, Mapping) and isinstance(a.get("role"), str) else "agent"
+        )
         for i, a in enumerate(agents)
     ]
     for index, entry in enumerate(agents):
@@ -111,7 +113,9 @@ def _plan_node(
         )
 
     if not isinstance(entry, Mapping):
-        fail(SchemaError, f"agent {index} must be an object, got {entry!r}.", "see examples/.", None)
+        fail(
+            SchemaError, f"agent {index} must be an object, got {entry!r}.", "see examples/.", None
+        )
         return None
     code_keys = [k for k in CODE_KEYS if k in entry]
     if code_keys and not wf.trusted:
@@ -136,7 +140,12 @@ def _plan_node(
     if latency is not None and (
         not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0
     ):
-        fail(SchemaError, f"latency_s must be seconds >= 0, got {latency!r}.", "e.g. 2.0", "latency_s")
+        fail(
+            SchemaError,
+            f"latency_s must be seconds >= 0, got {latency!r}.",
+            "e.g. 2.0",
+            "latency_s",
+        )
     if len(errors) > before:
         return None
     if "function" in entry:

@@ -64,7 +64,10 @@ class NodeResult:
             "error_type": self.error_type,
             "usage": None
             if self.usage is None
-            else {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+            else {
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+            },
         }
 
 

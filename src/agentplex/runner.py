@@ -129,7 +129,9 @@ def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...] =
     """Return whether trying again may help with ``exc``."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_retryable(e, retry_on) for e in exc.exceptions)
-    if isinstance(exc, RetryableError | NodeTimeoutError) or (retry_on and isinstance(exc, retry_on)):
+    if isinstance(exc, RetryableError | NodeTimeoutError) or (
+        retry_on and isinstance(exc, retry_on)
+    ):
         return True
     return getattr(exc, "retryable", False) is True
 
@@ -170,8 +172,12 @@ class _Run:
         self.sleep = sleep
         self.rng = rng
         self.models = self._check_models()
-        self.scheduler = Scheduler(compiled.deps, strategy=self.strategy, estimates=compiled.estimates())
-        self.providers = ProviderPool(sim={"scale": options.sim_scale} if options.sim_scale is not None else {})
+        self.scheduler = Scheduler(
+            compiled.deps, strategy=self.strategy, estimates=compiled.estimates()
+        )
+        self.providers = ProviderPool(
+            sim={"scale": options.sim_scale} if options.sim_scale is not None else {}
+        )
         self.executors: dict[str, Executor] = {}
         self.map_nodes = {nid for nid, node in self.nodes.items() if isinstance(node, MapNode)}
         self.where: dict[str, str] = {}
@@ -223,7 +229,12 @@ class _Run:
         self.t0 = self.clock()
         self.emit(
             ev.RunStarted(
-                self.run_id, 0.0, self.wf, self.strategy, self.options.max_concurrency, dict(self.inputs)
+                self.run_id,
+                0.0,
+                self.wf,
+                self.strategy,
+                self.options.max_concurrency,
+                dict(self.inputs),
             )
         )
         for node_id in self.scheduler.start():
@@ -245,7 +256,9 @@ class _Run:
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
             raise
         await self.aclose()
-        if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(self.nodes):
+        if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(
+            self.nodes
+        ):
             status = "failed"
         result = self.result(status)
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
@@ -318,8 +331,10 @@ class _Run:
                 output, usage = await self.run_map(node)
                 attempts = 1
             else:
+                assert isinstance(node, AgentNode | FunctionNode)
+                body = node
                 (output, usage), attempts = await self.with_retries(
-                    node_id, node, slot, lambda attempt: self.call(node, node_id, attempt)
+                    node_id, node, slot, lambda attempt: self.call(body, node_id, attempt)
                 )
         except asyncio.CancelledError:
             self.release(slot)
@@ -419,7 +434,9 @@ class _Run:
                     exc.attempts = attempt
                     raise
                 delay = self.backoff(attempt, exc)
-                self.emit(ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay))
+                self.emit(
+                    ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay)
+                )
                 self.release(slot)
                 await self.sleep(delay)
 
@@ -436,7 +453,11 @@ class _Run:
     # -- node bodies ------------------------------------------------------------
 
     async def call(
-        self, node: AgentNode | FunctionNode, node_id: str, attempt: int, extra: Mapping[str, Any] | None = None,
+        self,
+        node: AgentNode | FunctionNode,
+        node_id: str,
+        attempt: int,
+        extra: Mapping[str, Any] | None = None,
         exclude: tuple[str, ...] = (),
     ) -> tuple[Any, Usage | None]:
         deps = {d: self.outputs[d] for d in self.wf.deps[node_id]}
@@ -448,7 +469,9 @@ class _Run:
         usage_box: list[Usage] = []
         values: Mapping[str, Any] = extra or {}
         if binding.needs_ctx:
-            ctx = NodeContext(self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box))
+            ctx = NodeContext(
+                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box)
+            )
             values = {**values, "ctx": ctx}
         args, kwargs = binding.arguments(deps, self.inputs, values)
         assert node.fn is not None
@@ -492,7 +515,13 @@ class _Run:
             agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
             role_spec: Role = self.wf.roles[role]
             request = build_request(
-                agent, role_spec, model=ref.model, deps={}, labels={}, inputs={}, seed=self.options.seed
+                agent,
+                role_spec,
+                model=ref.model,
+                deps={},
+                labels={},
+                inputs={},
+                seed=self.options.seed,
             )
             completion = await self.providers.get(ref).complete(request)
             usage_box.append(completion.usage)

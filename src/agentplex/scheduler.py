@@ -57,7 +57,7 @@ def check_strategy(value: str) -> Strategy:
             f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)} "
             "(flag --strategy, argument strategy=, or AGENTPLEX_STRATEGY)."
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +178,9 @@ class Scheduler:
                     self._layer_left[d] += 1
             self._layer = -1
             return self._open_layers()
-        ready = [i for i in range(len(self._ids)) if self._pending[i] == 0 and self._state[i] == WAITING]
+        ready = [
+            i for i in range(len(self._ids)) if self._pending[i] == 0 and self._state[i] == WAITING
+        ]
         for i in ready:
             self._make_ready(i)
         return [self._ids[i] for i in ready]
@@ -213,8 +215,10 @@ class Scheduler:
         for i in self._order:
             finish[i] += durations.get(ids[i], 0.0)
             for c in self._succ[i]:
-                if via[c] == -1 or finish[i] > finish[via[c]] or (
-                    finish[i] == finish[via[c]] and i < via[c]
+                if (
+                    via[c] == -1
+                    or finish[i] > finish[via[c]]
+                    or (finish[i] == finish[via[c]] and i < via[c])
                 ):
                     via[c] = i
             # a child's start is its best parent's finish; add it when the child is reached

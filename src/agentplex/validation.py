@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -80,7 +81,9 @@ class _Checker:
                 problem = "depends on itself."
                 hint = "remove it from its own depends_on."
             elif dep not in self.wf.nodes:
-                problem = f"depends on {dep!r}, which is not a node{did_you_mean(dep, self.wf.nodes)}."
+                problem = (
+                    f"depends on {dep!r}, which is not a node{did_you_mean(dep, self.wf.nodes)}."
+                )
                 hint = "name an existing node in depends_on, or add the missing node."
             else:
                 if dep not in kept:
@@ -95,7 +98,9 @@ class _Checker:
                 )
         return tuple(kept)
 
-    def agent(self, node: AgentNode, owner: Node, deps: Sequence[str], extra: Sequence[str]) -> None:
+    def agent(
+        self, node: AgentNode, owner: Node, deps: Sequence[str], extra: Sequence[str]
+    ) -> None:
         roles: RoleLibrary = self.wf.roles
         if node.role not in roles:
             self.error(
@@ -281,9 +286,7 @@ def compile_workflow(
             checker.error(exc)
     if not wf.nodes and not checker.errors:
         checker.error(
-            EmptyWorkflowError(
-                "has no nodes.", hint="add at least one agent or function node."
-            )
+            EmptyWorkflowError("has no nodes.", hint="add at least one agent or function node.")
         )
     nodes: dict[str, Node] = {}
     deps: dict[str, tuple[str, ...]] = {}
@@ -358,7 +361,7 @@ def _check_cycles(
             checker.error(CycleError(cycle, node_id=first.id, field="depends_on"), first)
             return deps
         # Break the cycle at its first edge pointing to a later-declared node.
-        for node_id, dep in zip(cycle, cycle[1:], strict=False):
+        for node_id, dep in itertools.pairwise(cycle):
             if order[dep] > order[node_id]:
                 deps[node_id] = tuple(d for d in deps[node_id] if d != dep)
                 checker.warn(

@@ -411,7 +411,8 @@ class Workflow:
                 id=base, fn=fn, cpu_bound=cpu_bound, executor=executor, timeout_s=timeout_s
             )
         else:
-            assert role is not None and task is not None
+            assert role is not None
+            assert task is not None
             base = f"{normalize_role(role)}_each"
             body = AgentNode(
                 id=base,
@@ -423,9 +424,7 @@ class Workflow:
             )
         node_id = id if id is not None else self._unique_id(base)
         deps = tuple(dict.fromkeys([over, *depends_on]))
-        return self.add(
-            MapNode(id=node_id, over=over, body=body, depends_on=deps, retries=retries)
-        )
+        return self.add(MapNode(id=node_id, over=over, body=body, depends_on=deps, retries=retries))
 
     def compile(
         self,

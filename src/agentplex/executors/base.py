@@ -60,7 +60,9 @@ class Executor(ABC):
         return result
 
     @abstractmethod
-    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Executor-specific part of :meth:`submit`."""
 
     async def aclose(self) -> None:

@@ -32,7 +32,9 @@ class InlineExecutor(Executor):
         self._succeeded += 1
         return result
 
-    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result

@@ -30,6 +30,7 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     """Call ``fn`` in a worker, running it to completion if it is async."""
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
+
         async def wait() -> Any:
             return await result
 
@@ -49,7 +50,9 @@ class _PoolExecutor(Executor):
     def _make_pool(self) -> cf.Executor:
         raise NotImplementedError
 
-    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if self._pool is None:
             self._pool = self._make_pool()
         loop = asyncio.get_running_loop()

@@ -93,8 +93,12 @@ def render_summary(result: RunResult, *, nodes: bool = True) -> RenderableType:
     if nodes:
         table = Table(title=f"{result.workflow} - {result.status}", title_justify="left")
         for column in ("node", "role", "status", "start s", "end s", "took s", "tries", "tokens"):
-            table.add_column(column, justify="left" if column in ("node", "role", "status") else "right")
-        for node in sorted(result.nodes.values(), key=lambda n: (n.started_s is None, n.started_s or 0)):
+            table.add_column(
+                column, justify="left" if column in ("node", "role", "status") else "right"
+            )
+        for node in sorted(
+            result.nodes.values(), key=lambda n: (n.started_s is None, n.started_s or 0)
+        ):
             tokens = f"{node.usage.total_tokens}" if node.usage else ""
             table.add_row(
                 node.node_id,
