@@ -33,10 +33,10 @@ class Binding:
     taken: frozenset[str] = frozenset()
     """Dependencies and inputs bound to named parameters (kept out of ``**kwargs``)."""
 
-    @property
-    def needs_ctx(self) -> bool:
-        """Whether the function takes the node context."""
-        return any(kind == "ctx" for _p, kind, _n in self.params)
+    takes_all: bool = False
+    """Whether a ``**kwargs`` parameter receives every dependency output."""
+    needs_ctx: bool = False
+    """Whether the function takes the node context."""
 
     def input_names(self) -> list[str]:
         """Return the workflow inputs this function reads."""
@@ -48,7 +48,11 @@ class Binding:
         inputs: Mapping[str, Any],
         extra: Mapping[str, Any],
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Return ``(args, kwargs)`` for one call."""
+        """Return ``(args, kwargs)`` for one call.
+
+        ``deps`` maps dependency ids to outputs; it may hold more than this
+        node's dependencies unless :attr:`takes_all`.
+        """
         kwargs: dict[str, Any] = {}
         taken = self.taken
         for param, kind, name in self.params:
@@ -82,7 +86,7 @@ def plan_binding(
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: pass deps by name
-        return Binding(params=tuple((d, "dep", d) for d in deps))
+        return Binding(params=tuple((d, "dep", d) for d in deps), taken=frozenset(deps))
     params: list[tuple[str, Source, str]] = []
     positional_only: list[str] = []
     unbound: list[str] = []
@@ -118,4 +122,12 @@ def plan_binding(
         params += [(name, "input", name) for name in unbound]
         unbound = []
     taken = frozenset(name for _p, kind, name in params if kind in ("dep", "input"))
-    return Binding(tuple(params), tuple(unbound), tuple(positional_only), taken)
+    kinds = {kind for _p, kind, _n in params}
+    return Binding(
+        tuple(params),
+        tuple(unbound),
+        tuple(positional_only),
+        taken,
+        takes_all="all" in kinds,
+        needs_ctx="ctx" in kinds,
+    )

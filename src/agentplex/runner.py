@@ -35,7 +35,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from agentplex import events as ev
 from agentplex.agents import as_items, build_request
@@ -325,14 +325,15 @@ class _Run:
         node = self.nodes[node_id]
         self.started[node_id] = self.now()
         try:
-            if isinstance(node, MapNode):
+            if isinstance(
+                node, MapNode
+            ):  # map nodes are rare; agents and functions are the hot path
                 self.attempts[node_id] = 1
                 self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, 1))
                 output, usage = await self.run_map(node)
                 attempts = 1
             else:
-                assert isinstance(node, AgentNode | FunctionNode)
-                body = node
+                body = cast(AgentNode | FunctionNode, node)
                 (output, usage), attempts = await self.with_retries(
                     node_id, node, slot, lambda attempt: self.call(body, node_id, attempt)
                 )
@@ -349,8 +350,8 @@ class _Run:
         self.outputs[node_id] = output
         if usage is not None:
             self.usage[node_id] = usage
-        self.attempts[node_id] = attempts
-        t = self.record_end(node_id, "succeeded")
+        t = self.finished[node_id] = self.clock() - self.t0
+        self.status[node_id] = "succeeded"
         newly_ready = self.scheduler.done(node_id)
         if self.observers:
             duration = t - self.started[node_id]
@@ -460,12 +461,16 @@ class _Run:
         extra: Mapping[str, Any] | None = None,
         exclude: tuple[str, ...] = (),
     ) -> tuple[Any, Usage | None]:
-        deps = {d: self.outputs[d] for d in self.wf.deps[node_id]}
+        outputs = self.outputs
         if isinstance(node, AgentNode):
+            deps = {d: outputs[d] for d in self.wf.deps[node_id]}
             return await self.call_agent(node, node_id, deps, extra, exclude)
         where = self.where[node_id]
         executor = self.executors.get(where) or self.executor(where)
         binding = self.wf.bindings[node_id]
+        # Parameters name their dependencies, so the run's outputs serve as the
+        # lookup table; only a **kwargs parameter needs the node's own subset.
+        deps = {d: outputs[d] for d in self.wf.deps[node_id]} if binding.takes_all else outputs
         usage_box: list[Usage] = []
         values: Mapping[str, Any] = extra or {}
         if binding.needs_ctx:
@@ -582,25 +587,29 @@ class _Run:
         wall = self.now()
         results: dict[str, NodeResult] = {}
         durations: dict[str, float] = {}
+        status_of, started_of, finished_of = self.status, self.started, self.finished
+        outputs, attempts, usage, errors = self.outputs, self.attempts, self.usage, self.errors
+        roles, models = self.wf.roles, self.models
+        no_error = (None, None)
         for node_id, node in self.nodes.items():
-            state = self.status.get(node_id, "pending")
-            started = self.started.get(node_id)
-            finished = self.finished.get(node_id)
-            error, error_type = self.errors.get(node_id, (None, None))
+            state = status_of.get(node_id, "pending")
+            started = started_of.get(node_id)
+            finished = finished_of.get(node_id)
+            error, error_type = errors.get(node_id, no_error) if errors else no_error
             body = node.body if isinstance(node, MapNode) else node
             results[node_id] = NodeResult(
-                node_id=node_id,
-                kind=node.kind,
-                status=state,
-                output=self.outputs.get(node_id),
-                started_s=started,
-                finished_s=finished,
-                attempts=self.attempts.get(node_id, 0),
-                error=error,
-                error_type=error_type,
-                role=self.wf.roles[body.role].name if isinstance(body, AgentNode) else None,
-                model=self.models.get(node_id),
-                usage=self.usage.get(node_id),
+                node_id,
+                node.kind,
+                state,
+                outputs.get(node_id),
+                started,
+                finished,
+                attempts.get(node_id, 0),
+                error,
+                error_type,
+                roles[body.role].name if isinstance(body, AgentNode) else None,
+                models.get(node_id) if models else None,
+                usage.get(node_id) if usage else None,
             )
             if state == "succeeded" and started is not None and finished is not None:
                 durations[node_id] = finished - started
