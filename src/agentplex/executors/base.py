@@ -8,6 +8,7 @@ executor it has. Sync and async callables are both accepted everywhere.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class Executor(ABC):
         self._submitted += 1
         self._in_flight += 1
         try:
-            result = await self._run(fn, args, kwargs)
+            result = self._call(fn, args, kwargs)
+            if inspect.isawaitable(result):
+                result = await result
         except BaseException:
             self._failed += 1
             raise
@@ -60,10 +63,12 @@ class Executor(ABC):
         return result
 
     @abstractmethod
-    async def _run(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Executor-specific part of :meth:`submit`."""
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Start the call here; return its result, or an awaitable of it.
+
+        Synchronous on purpose: the inline executor then costs one plain call,
+        and the pools return their future without another coroutine layer.
+        """
 
     async def aclose(self) -> None:
         """Stop accepting work and release workers (waits for running calls)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -14,28 +13,5 @@ class InlineExecutor(Executor):
 
     name: ClassVar[str] = "inline"
 
-    async def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        # The base class's submit, with _run inlined: this path runs once per node.
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
-        self._submitted += 1
-        self._in_flight += 1
-        try:
-            result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-        except BaseException:
-            self._failed += 1
-            raise
-        finally:
-            self._in_flight -= 1
-        self._succeeded += 1
-        return result
-
-    async def _run(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return fn(*args, **kwargs)  # a coroutine, if fn is async: submit() awaits it

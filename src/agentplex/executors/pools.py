@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from agentplex.executors.base import Executor
 
 
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call ``fn`` in a worker, running it to completion if it is async."""
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
@@ -50,13 +50,12 @@ class _PoolExecutor(Executor):
     def _make_pool(self) -> cf.Executor:
         raise NotImplementedError
 
-    async def _run(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._pool is None:
             self._pool = self._make_pool()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(_call, fn, args, kwargs))
+        call = functools.partial(_call_in_worker, fn, args, kwargs)
+        return loop.run_in_executor(self._pool, call)
 
     async def aclose(self) -> None:
         await super().aclose()
