@@ -195,3 +195,18 @@ def test_file_functions_are_imported_from_beside_the_file_and_run_in_processes(t
     nodes = json.loads(proc.stdout)["nodes"]
     count, _pid = nodes["where"]["output"]
     assert count == nodes["words"]["output"] == len(nodes["draft"]["output"].split())
+
+
+def test_yaml_map_node_runs_one_agent_per_item(tmp_path) -> None:
+    wf = tmp_path / "map.yaml"
+    wf.write_text(
+        "nodes:\n"
+        "  claims: {role: researcher, task: List claims about tea}\n"
+        "  checks: {map: claims, role: fact_checker, task: 'Check: {item}'}\n"
+    )
+    proc = run_cli("run", str(wf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    nodes = json.loads(proc.stdout)["nodes"]
+    bullets = [line for line in nodes["claims"]["output"].splitlines() if line.startswith("- ")]
+    assert len(nodes["checks"]["output"]) == len(bullets)
+    assert all(check.startswith("## Fact check: Check:") for check in nodes["checks"]["output"])

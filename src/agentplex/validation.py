@@ -9,6 +9,7 @@ meta-agent design does; a cycle stays an error unless the caller opts into
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import itertools
@@ -167,7 +168,7 @@ class _Checker:
             fn = self.import_target(node.target, owner)
             if fn is None:
                 return node, None
-            node = _replace(node, fn=fn)
+            node = dataclasses.replace(node, fn=fn)
         if not callable(fn):
             self.error(
                 SchemaError(
@@ -265,12 +266,6 @@ class _Checker:
             )
 
 
-def _replace(node: FunctionNode, **changes: Any) -> FunctionNode:
-    import dataclasses
-
-    return dataclasses.replace(node, **changes)
-
-
 def compile_workflow(
     wf: Workflow, *, lenient: bool = False, on_cycle: OnCycle = "error"
 ) -> CompiledWorkflow:
@@ -317,7 +312,7 @@ def compile_workflow(
                 checker.agent(node.body, node, node_deps, MAP_NAMES)
             else:
                 body, binding = checker.function(node.body, node, node_deps, MAP_NAMES)
-                node = _map_with_body(node, body)
+                node = dataclasses.replace(node, body=body)
                 if binding is not None:
                     bindings[node.id] = binding
         nodes[node.id] = node
@@ -340,12 +335,6 @@ def compile_workflow(
         bindings=bindings,
     )
     return compiled
-
-
-def _map_with_body(node: MapNode, body: FunctionNode) -> MapNode:
-    import dataclasses
-
-    return dataclasses.replace(node, body=body)
 
 
 def _check_cycles(
