@@ -292,3 +292,14 @@ def test_declared_inputs_get_defaults_and_unknown_inputs_are_refused(examples) -
     assert result.inputs == {"query": "web development"}
     with pytest.raises(ap.ConfigError, match="did you mean 'query'"):
         ap.run(compiled, inputs={"qurey": "x"})
+
+
+def uses_ctx(ctx: ap.NodeContext) -> str:
+    return ctx.node_id
+
+
+def test_process_nodes_cannot_take_ctx() -> None:
+    wf = ap.Workflow("ctx")
+    wf.function(uses_ctx, cpu_bound=True)
+    with pytest.raises(ap.InvalidWorkflowError, match="cannot be sent to a process pool"):
+        wf.compile()

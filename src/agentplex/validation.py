@@ -194,6 +194,16 @@ class _Checker:
                 )
         inputs = list(self.wf.inputs) if self.wf.inputs is not None else None
         binding = plan_binding(fn, deps, inputs=inputs, extra=extra)
+        if binding.needs_ctx and node.resolved_executor() == "process":
+            self.error(
+                SchemaError(
+                    "takes 'ctx', which cannot be sent to a process pool.",
+                    hint="drop the ctx parameter, or run the function inline or in a thread.",
+                    node_id=owner.id,
+                    field="cpu_bound",
+                ),
+                owner,
+            )
         for name in binding.unbound:
             self.placeholder(owner, name, deps, extra, what=f"parameter {name!r} of {node.name}")
         return node, binding
