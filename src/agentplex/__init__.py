@@ -51,9 +51,10 @@ from agentplex.exceptions import (
 )
 from agentplex.fanout import fan_out
 from agentplex.files import load_workflow, workflow_from_data
+from agentplex.options import RunOptions
 from agentplex.result import NodeResult, RunResult
 from agentplex.roles import BUILTIN_ROLES, Role
-from agentplex.runner import RunOptions, arun, run
+from agentplex.runner import arun, run
 from agentplex.scheduler import Scheduler
 from agentplex.workflow import (
     AgentNode,

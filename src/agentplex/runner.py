@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 from agentplex import events as ev
@@ -44,72 +42,20 @@ from agentplex.exceptions import (
     ConfigError,
     NodeError,
     NodeTimeoutError,
-    RetryableError,
 )
 from agentplex.executors import Executor, create_executor
 from agentplex.ids import new_run_id
-from agentplex.llm import DEFAULT_MODEL, ProviderPool, parse_model
+from agentplex.llm import ProviderPool, parse_model
 from agentplex.llm.base import Usage
+from agentplex.options import RunOptions
 from agentplex.result import NodeResult, NodeStatus, RunResult
+from agentplex.retry import backoff_delay, describe, is_retryable
 from agentplex.roles import Role
-from agentplex.scheduler import Scheduler, Strategy, check_strategy
+from agentplex.scheduler import Scheduler
 from agentplex.validation import resolve_inputs
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
 
-ErrorPolicy = Literal["fail_fast", "continue"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunOptions:
-    """How to run a workflow. Every field has a keyword of the same name in :func:`run`."""
-
-    max_concurrency: int = 16
-    """Node bodies (and map items) running at once."""
-    strategy: Strategy | None = None
-    """``dataflow``, ``layers`` or ``sequential``; ``None`` reads ``AGENTPLEX_STRATEGY``."""
-    error_policy: ErrorPolicy = "fail_fast"
-    model: str = DEFAULT_MODEL
-    """Model of agent nodes that do not name one."""
-    seed: int = 0
-    """Passed to providers that take a seed (the simulator always does)."""
-    timeout_s: float | None = None
-    """Per-attempt time limit of nodes that set none."""
-    retries: int = 2
-    """Extra attempts after retryable errors, for nodes that set none."""
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    retry_after_max_s: float = 120.0
-    """Cap on a provider's Retry-After."""
-    sim_scale: float | None = None
-    """Multiply simulated latencies (``None``: ``AGENTPLEX_SIM_SCALE`` or 1)."""
-
-    def resolved_strategy(self) -> Strategy:
-        """Return the strategy, reading ``AGENTPLEX_STRATEGY`` when none was given.
-
-        Raises:
-            ConfigError: if the strategy is unknown.
-        """
-        if self.strategy is not None:
-            return check_strategy(self.strategy)
-        return check_strategy(os.environ.get("AGENTPLEX_STRATEGY", "dataflow") or "dataflow")
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` for any invalid option."""
-        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
-            raise ConfigError(
-                f"max_concurrency must be a whole number >= 1, got {self.max_concurrency!r}."
-            )
-        if self.error_policy not in ("fail_fast", "continue"):
-            raise ConfigError(
-                f"unknown error policy {self.error_policy!r}; choose fail_fast or continue."
-            )
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}.")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {self.retries!r}.")
-        parse_model(self.model)
-        self.resolved_strategy()
 
 
 class _FailFast(Exception):
@@ -123,25 +69,6 @@ class _Slot:
 
     def __init__(self, held: bool) -> None:
         self.held = held
-
-
-def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...] = ()) -> bool:
-    """Return whether trying again may help with ``exc``."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(is_retryable(e, retry_on) for e in exc.exceptions)
-    if isinstance(exc, RetryableError | NodeTimeoutError) or (
-        retry_on and isinstance(exc, retry_on)
-    ):
-        return True
-    return getattr(exc, "retryable", False) is True
-
-
-def describe(exc: BaseException) -> str:
-    """Return ``Type: message`` for an error, unwrapping single-member groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class _Run:
@@ -442,14 +369,15 @@ class _Run:
                 await self.sleep(delay)
 
     def backoff(self, attempt: int, exc: BaseException) -> float:
-        """Exponential backoff with full jitter; a Retry-After sets the floor."""
         options = self.options
-        ceiling = min(options.backoff_max_s, options.backoff_base_s * 2 ** (attempt - 1))
-        delay = self.rng.uniform(0, ceiling)
-        retry_after = getattr(exc, "retry_after_s", None)
-        if isinstance(retry_after, int | float) and retry_after > 0:
-            delay = max(delay, min(float(retry_after), options.retry_after_max_s))
-        return delay
+        return backoff_delay(
+            attempt,
+            exc,
+            base_s=options.backoff_base_s,
+            max_s=options.backoff_max_s,
+            retry_after_max_s=options.retry_after_max_s,
+            rng=self.rng,
+        )
 
     # -- node bodies ------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""Run options: everything that says how (not what) to run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from agentplex.exceptions import ConfigError
+from agentplex.llm import DEFAULT_MODEL, parse_model
+from agentplex.scheduler import Strategy, check_strategy
+
+ErrorPolicy = Literal["fail_fast", "continue"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How to run a workflow. Every field has a keyword of the same name in :func:`run`."""
+
+    max_concurrency: int = 16
+    """Node bodies (and map items) running at once."""
+    strategy: Strategy | None = None
+    """``dataflow``, ``layers`` or ``sequential``; ``None`` reads ``AGENTPLEX_STRATEGY``."""
+    error_policy: ErrorPolicy = "fail_fast"
+    model: str = DEFAULT_MODEL
+    """Model of agent nodes that do not name one."""
+    seed: int = 0
+    """Passed to providers that take a seed (the simulator always does)."""
+    timeout_s: float | None = None
+    """Per-attempt time limit of nodes that set none."""
+    retries: int = 2
+    """Extra attempts after retryable errors, for nodes that set none."""
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 120.0
+    """Cap on a provider's Retry-After."""
+    sim_scale: float | None = None
+    """Multiply simulated latencies (``None``: ``AGENTPLEX_SIM_SCALE`` or 1)."""
+
+    def resolved_strategy(self) -> Strategy:
+        """Return the strategy, reading ``AGENTPLEX_STRATEGY`` when none was given.
+
+        Raises:
+            ConfigError: if the strategy is unknown.
+        """
+        if self.strategy is not None:
+            return check_strategy(self.strategy)
+        return check_strategy(os.environ.get("AGENTPLEX_STRATEGY", "dataflow") or "dataflow")
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for any invalid option."""
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            raise ConfigError(
+                f"max_concurrency must be a whole number >= 1, got {self.max_concurrency!r}."
+            )
+        if self.error_policy not in ("fail_fast", "continue"):
+            raise ConfigError(
+                f"unknown error policy {self.error_policy!r}; choose fail_fast or continue."
+            )
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}.")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries!r}.")
+        parse_model(self.model)
+        self.resolved_strategy()
