@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -166,3 +168,22 @@ def test_a_failure_skips_exactly_its_descendants(deps, strategy, data) -> None:
                 ended[node] = "succeeded"
     assert {n for n, st_ in ended.items() if st_ == "skipped"} == descendants(deps, [victim])
     assert len(ended) == len(deps)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dags(), st.data())
+def test_integer_critical_path_agrees_with_the_graph_module(deps, data) -> None:
+    from agentplex.graph import critical_path
+
+    durations = {
+        node: data.draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]))
+        for node in deps
+        if data.draw(st.booleans())
+    }
+    fast_length, fast_path = Scheduler(deps).critical_path(durations)
+    length, _path = critical_path(deps, durations)
+    assert fast_length == pytest.approx(length)
+    # the path is a chain of dependencies whose durations add up to the length
+    for node, nxt in itertools.pairwise(fast_path):
+        assert node in deps[nxt]
+    assert sum(durations.get(n, 0.0) for n in fast_path) == pytest.approx(fast_length)

@@ -84,19 +84,6 @@ def layers(deps: Deps) -> list[list[str]]:
     return grouped
 
 
-def longest_path_to_sink(deps: Deps, durations: Mapping[str, float]) -> dict[str, float]:
-    """Return, per node, its duration plus the longest chain of durations after it.
-
-    This is the scheduling priority: the node that unblocks the most remaining
-    time should start first.
-    """
-    succ = successors(deps)
-    rank: dict[str, float] = {}
-    for node in reversed(topological_order(deps)):
-        rank[node] = durations.get(node, 0.0) + max((rank[c] for c in succ[node]), default=0.0)
-    return rank
-
-
 def critical_path(
     deps: Deps, durations: Mapping[str, float], *, order: Sequence[str] | None = None
 ) -> tuple[float, list[str]]:
@@ -136,16 +123,4 @@ def descendants(deps: Deps, roots: Iterable[str]) -> set[str]:
             if child not in seen:
                 seen.add(child)
                 stack.append(child)
-    return seen
-
-
-def ancestors(deps: Deps, roots: Iterable[str]) -> set[str]:
-    """Return every node that any of ``roots`` transitively depends on (roots excluded)."""
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        for dep in deps[stack.pop()]:
-            if dep not in seen:
-                seen.add(dep)
-                stack.append(dep)
     return seen

@@ -36,21 +36,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar, cast
 
 from agentplex import events as ev
-from agentplex.agents import as_items, build_request
-from agentplex.context import NodeContext
+from agentplex.agents import as_items
+from agentplex.bodies import NodeBodies
 from agentplex.exceptions import (
     ConfigError,
     NodeError,
     NodeTimeoutError,
 )
-from agentplex.executors import Executor, create_executor
 from agentplex.ids import new_run_id
-from agentplex.llm import ProviderPool, parse_model
 from agentplex.llm.base import Usage
 from agentplex.options import RunOptions
 from agentplex.result import NodeResult, NodeStatus, RunResult
 from agentplex.retry import backoff_delay, describe, is_retryable
-from agentplex.roles import Role
 from agentplex.scheduler import Scheduler
 from agentplex.validation import resolve_inputs
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
@@ -98,21 +95,11 @@ class _Run:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
-        self.models = self._check_models()
+        self.bodies = NodeBodies(compiled, options, run_id=self.run_id, inputs=self.inputs)
         self.scheduler = Scheduler(
             compiled.deps, strategy=self.strategy, estimates=compiled.estimates()
         )
-        self.providers = ProviderPool(
-            sim={"scale": options.sim_scale} if options.sim_scale is not None else {}
-        )
-        self.executors: dict[str, Executor] = {}
         self.map_nodes = {nid for nid, node in self.nodes.items() if isinstance(node, MapNode)}
-        self.where: dict[str, str] = {}
-        """Executor of each function node and function-bodied map node."""
-        for nid, node in self.nodes.items():
-            body = node.body if isinstance(node, MapNode) else node
-            if isinstance(body, FunctionNode):
-                self.where[nid] = body.resolved_executor()
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, NodeStatus] = {}
         self.started: dict[str, float] = {}
@@ -125,21 +112,6 @@ class _Run:
         self.stopping = False
         self.group: asyncio.TaskGroup | None = None
         self.t0 = 0.0
-
-    def _check_models(self) -> dict[str, str]:
-        """Resolve every agent's model before anything runs (bad strings fail here)."""
-        models: dict[str, str] = {}
-        for node in self.nodes.values():
-            body = node.body if isinstance(node, MapNode) else node
-            if isinstance(body, AgentNode):
-                spec = body.model or self.options.model
-                try:
-                    parse_model(spec)
-                except ConfigError as exc:
-                    where = f" ({self.wf.source})" if self.wf.source else ""
-                    raise ConfigError(f"node {node.id!r}{where}: {exc}") from None
-                models[node.id] = spec
-        return models
 
     # -- events -----------------------------------------------------------------
 
@@ -179,10 +151,10 @@ class _Run:
             self.stopping = True
             self._cancel_pending()
             result = self.result(status)
-            await self.aclose()
+            await self.bodies.aclose()
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
             raise
-        await self.aclose()
+        await self.bodies.aclose()
         if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(
             self.nodes
         ):
@@ -190,11 +162,6 @@ class _Run:
         result = self.result(status)
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
         return result
-
-    async def aclose(self) -> None:
-        for executor in self.executors.values():
-            await executor.aclose()
-        await self.providers.aclose()
 
     def dispatch(self) -> None:
         """Start ready nodes while slots are free."""
@@ -262,7 +229,10 @@ class _Run:
             else:
                 body = cast(AgentNode | FunctionNode, node)
                 (output, usage), attempts = await self.with_retries(
-                    node_id, node, slot, lambda attempt: self.call(body, node_id, attempt)
+                    node_id,
+                    node,
+                    slot,
+                    lambda attempt: self.bodies.call(body, node_id, attempt, self.outputs),
                 )
         except asyncio.CancelledError:
             self.release(slot)
@@ -379,95 +349,6 @@ class _Run:
             rng=self.rng,
         )
 
-    # -- node bodies ------------------------------------------------------------
-
-    async def call(
-        self,
-        node: AgentNode | FunctionNode,
-        node_id: str,
-        attempt: int,
-        extra: Mapping[str, Any] | None = None,
-        exclude: tuple[str, ...] = (),
-    ) -> tuple[Any, Usage | None]:
-        outputs = self.outputs
-        if isinstance(node, AgentNode):
-            deps = {d: outputs[d] for d in self.wf.deps[node_id]}
-            return await self.call_agent(node, node_id, deps, extra, exclude)
-        where = self.where[node_id]
-        executor = self.executors.get(where) or self.executor(where)
-        binding = self.wf.bindings[node_id]
-        # Parameters name their dependencies, so the run's outputs serve as the
-        # lookup table; only a **kwargs parameter needs the node's own subset.
-        deps = {d: outputs[d] for d in self.wf.deps[node_id]} if binding.takes_all else outputs
-        usage_box: list[Usage] = []
-        values: Mapping[str, Any] = extra or {}
-        if binding.needs_ctx:
-            ctx = NodeContext(
-                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box)
-            )
-            values = {**values, "ctx": ctx}
-        args, kwargs = binding.arguments(deps, self.inputs, values)
-        assert node.fn is not None
-        output = await executor.submit(node.fn, *args, **kwargs)
-        return output, (sum(usage_box, Usage()) if usage_box else None)
-
-    async def call_agent(
-        self,
-        node: AgentNode,
-        node_id: str,
-        deps: Mapping[str, Any],
-        extra: Mapping[str, Any] | None,
-        exclude: tuple[str, ...],
-    ) -> tuple[str, Usage]:
-        ref = parse_model(self.models[node_id])
-        labels = {d: self._label(d) for d in deps}
-        request = build_request(
-            node,
-            self.wf.roles[node.role],
-            model=ref.model,
-            deps=deps,
-            labels=labels,
-            inputs=self.inputs,
-            extra=extra,
-            exclude=exclude,
-            seed=self.options.seed,
-            node_id=node_id,
-        )
-        completion = await self.providers.get(ref).complete(request)
-        return completion.text, completion.usage
-
-    def _label(self, node_id: str) -> str:
-        node = self.nodes[node_id]
-        body = node.body if isinstance(node, MapNode) else node
-        return self.wf.roles[body.role].name if isinstance(body, AgentNode) else node.kind
-
-    def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
-        async def ask(role: str, task: str, *, model: str | None = None, **options: Any) -> str:
-            spec = model or self.options.model
-            ref = parse_model(spec)
-            agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
-            role_spec: Role = self.wf.roles[role]
-            request = build_request(
-                agent,
-                role_spec,
-                model=ref.model,
-                deps={},
-                labels={},
-                inputs={},
-                seed=self.options.seed,
-            )
-            completion = await self.providers.get(ref).complete(request)
-            usage_box.append(completion.usage)
-            return completion.text
-
-        return ask
-
-    def executor(self, name: str) -> Executor:
-        executor = self.executors.get(name)
-        if executor is None:
-            executor = self.executors[name] = create_executor(name)
-        return executor
-
     async def run_map(self, node: MapNode) -> tuple[list[Any], Usage | None]:
         try:
             items = as_items(self.outputs[node.over])
@@ -487,8 +368,13 @@ class _Run:
                     node.id,
                     _with_timeout(retry_spec, body.timeout_s),
                     slot,
-                    lambda attempt: self.call(
-                        body, node.id, attempt, {"item": item, "index": index}, (node.over,)
+                    lambda attempt: self.bodies.call(
+                        body,
+                        node.id,
+                        attempt,
+                        self.outputs,
+                        {"item": item, "index": index},
+                        (node.over,),
                     ),
                     is_item=True,
                 )
@@ -517,7 +403,7 @@ class _Run:
         durations: dict[str, float] = {}
         status_of, started_of, finished_of = self.status, self.started, self.finished
         outputs, attempts, usage, errors = self.outputs, self.attempts, self.usage, self.errors
-        roles, models = self.wf.roles, self.models
+        roles, model_of = self.wf.roles, self.bodies.model_of
         no_error = (None, None)
         for node_id, node in self.nodes.items():
             state = status_of.get(node_id, "pending")
@@ -536,7 +422,7 @@ class _Run:
                 error,
                 error_type,
                 roles[body.role].name if isinstance(body, AgentNode) else None,
-                models.get(node_id) if models else None,
+                model_of(node_id),
                 usage.get(node_id) if usage else None,
             )
             if state == "succeeded" and started is not None and finished is not None:

@@ -231,10 +231,6 @@ class Scheduler:
             path.append(via[path[-1]])
         return finish[best], [ids[i] for i in reversed(path)]
 
-    def topological_order(self) -> list[str]:
-        """Return the nodes in dependency order, earliest-declared first among equals."""
-        return [self._ids[i] for i in self._order]
-
     def state(self, node: str) -> str:
         """Return the state of ``node`` by name (``waiting``, ``ready``, ...)."""
         return STATE_NAMES[self._state[self._index[node]]]

@@ -51,9 +51,6 @@ class ProviderPool:
             self._providers[ref.provider] = provider
         return provider
 
-    def __iter__(self) -> Any:
-        return iter(self._providers.values())
-
     async def aclose(self) -> None:
         """Close every provider this pool created."""
         for provider in self._providers.values():

@@ -1,0 +1,169 @@
+"""How a node's work is done, once the runner has decided it may start.
+
+An agent body becomes a :class:`~agentplex.llm.Request` (see
+:mod:`agentplex.agents`) sent to its provider; a function body is called with
+its bound arguments on its executor. :class:`NodeBodies` owns what those calls
+need for one run (the provider pool, the executors, each agent's parsed model)
+and resolves all of it before the first node starts, so a bad model string
+fails the run before anything runs. It knows nothing of scheduling, slots,
+retries or timeouts: those belong to :mod:`agentplex.runner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from agentplex.agents import build_request
+from agentplex.context import NodeContext
+from agentplex.exceptions import ConfigError
+from agentplex.executors import Executor, create_executor
+from agentplex.llm import ModelRef, ProviderPool, parse_model
+from agentplex.llm.base import Usage
+from agentplex.options import RunOptions
+from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
+
+
+class NodeBodies:
+    """Run agent and function bodies for one run; close with :meth:`aclose`.
+
+    Raises:
+        ConfigError: at construction, if an agent's model string is invalid.
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledWorkflow,
+        options: RunOptions,
+        *,
+        run_id: str,
+        inputs: Mapping[str, Any],
+    ) -> None:
+        self.wf = compiled
+        self.options = options
+        self.run_id = run_id
+        self.inputs = inputs
+        self.providers = ProviderPool(
+            sim={"scale": options.sim_scale} if options.sim_scale is not None else {}
+        )
+        self.executors: dict[str, Executor] = {}
+        self.models: dict[str, ModelRef] = {}
+        """Parsed model of each agent (and agent-bodied map) node."""
+        self.where: dict[str, str] = {}
+        """Executor of each function (and function-bodied map) node."""
+        self.labels: dict[str, str] = {}
+        """How each node's output is labelled in a dependent's prompt: its role or kind."""
+        for node_id, node in compiled.nodes.items():
+            body = node.body if isinstance(node, MapNode) else node
+            if isinstance(body, AgentNode):
+                self.models[node_id] = self._parse(node_id, body.model or options.model)
+                self.labels[node_id] = compiled.roles[body.role].name
+            elif isinstance(body, FunctionNode):
+                self.where[node_id] = body.resolved_executor()
+                self.labels[node_id] = node.kind
+
+    def _parse(self, node_id: str, spec: str) -> ModelRef:
+        try:
+            return parse_model(spec)
+        except ConfigError as exc:
+            where = f" ({self.wf.source})" if self.wf.source else ""
+            raise ConfigError(f"node {node_id!r}{where}: {exc}") from None
+
+    def model_of(self, node_id: str) -> str | None:
+        """Return the ``provider:model`` an agent node runs with, or ``None``."""
+        ref = self.models.get(node_id)
+        return None if ref is None else str(ref)
+
+    async def call(
+        self,
+        node: AgentNode | FunctionNode,
+        node_id: str,
+        attempt: int,
+        outputs: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+        exclude: tuple[str, ...] = (),
+    ) -> tuple[Any, Usage | None]:
+        """Run one attempt of ``node``'s body given every output so far.
+
+        ``extra`` holds a map item's ``item`` and ``index``; ``exclude`` names
+        dependencies not to show an agent (a map node's list).
+        """
+        if isinstance(node, AgentNode):
+            own = {d: outputs[d] for d in self.wf.deps[node_id]}
+            return await self._call_agent(node, node_id, own, extra, exclude)
+        where = self.where[node_id]
+        executor = self.executors.get(where) or self._executor(where)
+        binding = self.wf.bindings[node_id]
+        # Parameters name their dependencies, so the run's outputs serve as the
+        # lookup table; only a **kwargs parameter needs the node's own subset.
+        deps: Mapping[str, Any] = (
+            {d: outputs[d] for d in self.wf.deps[node_id]} if binding.takes_all else outputs
+        )
+        usage_box: list[Usage] = []
+        values: Mapping[str, Any] = extra or {}
+        if binding.needs_ctx:
+            ctx = NodeContext(
+                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box)
+            )
+            values = {**values, "ctx": ctx}
+        args, kwargs = binding.arguments(deps, self.inputs, values)
+        assert node.fn is not None
+        output = await executor.submit(node.fn, *args, **kwargs)
+        return output, (sum(usage_box, Usage()) if usage_box else None)
+
+    async def _call_agent(
+        self,
+        node: AgentNode,
+        node_id: str,
+        deps: Mapping[str, Any],
+        extra: Mapping[str, Any] | None,
+        exclude: tuple[str, ...],
+    ) -> tuple[str, Usage]:
+        ref = self.models[node_id]
+        request = build_request(
+            node,
+            self.wf.roles[node.role],
+            model=ref.model,
+            deps=deps,
+            labels=self.labels,
+            inputs=self.inputs,
+            extra=extra,
+            exclude=exclude,
+            seed=self.options.seed,
+            node_id=node_id,
+        )
+        completion = await self.providers.get(ref).complete(request)
+        return completion.text, completion.usage
+
+    def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
+        """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
+
+        async def ask(role: str, task: str, *, model: str | None = None, **options: Any) -> str:
+            ref = parse_model(model or self.options.model)
+            agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
+            request = build_request(
+                agent,
+                self.wf.roles[role],
+                model=ref.model,
+                deps={},
+                labels={},
+                inputs={},
+                seed=self.options.seed,
+            )
+            completion = await self.providers.get(ref).complete(request)
+            usage_box.append(completion.usage)
+            return completion.text
+
+        return ask
+
+    def _executor(self, name: str) -> Executor:
+        executor = self.executors.get(name)
+        if executor is None:
+            executor = self.executors[name] = create_executor(name)
+        return executor
+
+    async def aclose(self) -> None:
+        """Close every executor and provider this run opened."""
+        for executor in self.executors.values():
+            await executor.aclose()
+        await self.providers.aclose()
