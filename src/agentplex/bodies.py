@@ -11,6 +11,7 @@ retries or timeouts: those belong to :mod:`agentplex.runner`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -18,8 +19,9 @@ from agentplex.agents import build_request
 from agentplex.context import NodeContext
 from agentplex.exceptions import ConfigError
 from agentplex.executors import Executor, create_executor
-from agentplex.llm import ModelRef, ProviderPool, parse_model
+from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
 from agentplex.llm.base import Usage
+from agentplex.llm.pricing import PriceTable
 from agentplex.options import RunOptions
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
 
@@ -44,8 +46,12 @@ class NodeBodies:
         self.run_id = run_id
         self.inputs = inputs
         self.providers = ProviderPool(
-            sim={"scale": options.sim_scale} if options.sim_scale is not None else {}
+            provider_configs(compiled, options),
+            max_connections=options.max_concurrency,
+            default_timeout_s=options.timeout_s,
         )
+        self.prices = PriceTable({**compiled.prices, **(options.prices or {})})
+        self.default_model = self._parse(None, options.model)
         self.executors: dict[str, Executor] = {}
         self.models: dict[str, ModelRef] = {}
         """Parsed model of each agent (and agent-bodied map) node."""
@@ -62,12 +68,37 @@ class NodeBodies:
                 self.where[node_id] = body.resolved_executor()
                 self.labels[node_id] = node.kind
 
-    def _parse(self, node_id: str, spec: str) -> ModelRef:
+    def _parse(self, node_id: str | None, spec: str) -> ModelRef:
         try:
-            return parse_model(spec)
+            return self.providers.parse(spec)
         except ConfigError as exc:
             where = f" ({self.wf.source})" if self.wf.source else ""
-            raise ConfigError(f"node {node_id!r}{where}: {exc}") from None
+            who = f"node {node_id!r}" if node_id else "--model"
+            raise ConfigError(f"{who}{where}: {exc}") from None
+
+    async def prepare(self) -> None:
+        """Check every provider the run will use, before anything runs.
+
+        Raises:
+            ConfigError: a missing key, unreachable endpoint or bad setting, saying what to set.
+            MissingExtraError: a provider SDK that is not installed.
+        """
+        names = {ref.provider for ref in self.models.values()}
+        if any(self.wf.bindings[n].needs_ctx for n in self.where):
+            names.add(self.default_model.provider)  # ctx.ask uses the default model
+        if self.options.preflight:
+            await self.providers.preflight(names)
+        else:
+            for name in names:
+                self.providers.resolve(name)
+
+    def cost(self, node_id: str, usage: Usage | None) -> float | None:
+        """Return what ``usage`` of ``node_id``'s model cost in dollars, or None if unknown."""
+        ref = self.models.get(node_id, self.default_model)
+        if usage is None:
+            return None
+        kind = self.providers.configs[ref.provider].kind
+        return self.prices.cost(kind, ref.provider, ref.model, usage)
 
     def model_of(self, node_id: str) -> str | None:
         """Return the ``provider:model`` an agent node runs with, or ``None``."""
@@ -82,6 +113,8 @@ class NodeBodies:
         outputs: Mapping[str, Any],
         extra: Mapping[str, Any] | None = None,
         exclude: tuple[str, ...] = (),
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> tuple[Any, Usage | None]:
         """Run one attempt of ``node``'s body given every output so far.
 
@@ -90,7 +123,7 @@ class NodeBodies:
         """
         if isinstance(node, AgentNode):
             own = {d: outputs[d] for d in self.wf.deps[node_id]}
-            return await self._call_agent(node, node_id, own, extra, exclude)
+            return await self._call_agent(node, node_id, own, extra, exclude, on_text)
         where = self.where[node_id]
         executor = self.executors.get(where) or self._executor(where)
         binding = self.wf.bindings[node_id]
@@ -118,6 +151,7 @@ class NodeBodies:
         deps: Mapping[str, Any],
         extra: Mapping[str, Any] | None,
         exclude: tuple[str, ...],
+        on_text: Callable[[str], None] | None,
     ) -> tuple[str, Usage]:
         ref = self.models[node_id]
         request = build_request(
@@ -132,6 +166,8 @@ class NodeBodies:
             seed=self.options.seed,
             node_id=node_id,
         )
+        if on_text is not None:
+            request = dataclasses.replace(request, on_text=on_text)
         completion = await self.providers.get(ref).complete(request)
         return completion.text, completion.usage
 
@@ -139,7 +175,7 @@ class NodeBodies:
         """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
 
         async def ask(role: str, task: str, *, model: str | None = None, **options: Any) -> str:
-            ref = parse_model(model or self.options.model)
+            ref = self._parse(node_id, model) if model else self.default_model
             agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
             request = build_request(
                 agent,
@@ -167,3 +203,33 @@ class NodeBodies:
         for executor in self.executors.values():
             await executor.aclose()
         await self.providers.aclose()
+
+
+def provider_configs(compiled: CompiledWorkflow, options: RunOptions) -> dict[str, ProviderConfig]:
+    """Merge the workflow's provider configurations with the run's.
+
+    Later wins: built-in, then the workflow file, then ``options.providers``,
+    then the flag-style options (``base_url``, ``api_key``, ``rpm``, ``tpm``,
+    ``max_inflight``), which apply to the provider of the default model.
+    ``sim_scale`` applies to every simulator configuration.
+    """
+    from agentplex.llm.config import BUILTIN_PROVIDERS
+
+    configs = {**BUILTIN_PROVIDERS, **compiled.providers, **(options.providers or {})}
+    name = options.model.partition(":")[0]
+    if name in configs:
+        api_key = options.api_key if not isinstance(options.api_key, str) else None
+        configs[name] = configs[name].merged(
+            base_url=options.base_url,
+            api_key=api_key,
+            limits={
+                "rpm": options.rpm,
+                "tpm": options.tpm,
+                "max_concurrency": options.max_inflight,
+            },
+        )
+    if options.sim_scale is not None:
+        for key, config in configs.items():
+            if config.kind == "sim":
+                configs[key] = config.merged(options={**config.options, "scale": options.sim_scale})
+    return configs

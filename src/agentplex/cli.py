@@ -83,7 +83,16 @@ def _stderr() -> Console:
 
 
 def _die(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    from agentplex.llm.config import redact
+
+    _stderr().print(
+        f"[bold red]error:[/] {escape(redact(message))}",
+        markup=True,
+        highlight=False,
+        soft_wrap=True,
+    )
     raise typer.Exit(code)
 
 
@@ -159,6 +168,53 @@ def run(
             "--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."
         ),
     ] = None,
+    base_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--base-url",
+            help="Endpoint of --model's provider, e.g. http://127.0.0.1:8000/v1 "
+            "(default: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the public API).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--api-key",
+            help="Key of --model's provider. Prefer $OPENAI_API_KEY / $ANTHROPIC_API_KEY: "
+            "a flag can end up in your shell history.",
+        ),
+    ] = None,
+    rpm: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--rpm", help="Requests per minute allowed per model of --model's provider."),
+    ] = None,
+    tpm: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--tpm", help="Tokens per minute allowed per model of --model's provider."),
+    ] = None,
+    max_inflight: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--max-inflight", min=1, help="Calls in flight allowed per model of --model's provider."
+        ),
+    ] = None,
+    total_timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--total-timeout", help="Time limit (s) of a node across all its attempts."),
+    ] = None,
+    stream: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--stream/--no-stream",
+            help="Show agents' text as it arrives (default: on in a terminal).",
+        ),
+    ] = None,
+    prices: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--prices", help="YAML/JSON price file: {model: {input: $/Mtok, output: $/Mtok}}."
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object and nothing else.")
     ] = False,
@@ -193,9 +249,10 @@ def run(
             finished.append(event.result)
 
     observers.append(capture)
+    live = show and not quiet and console.is_terminal
     if show and not quiet:
         console.print(render_layers(compiled))
-        if console.is_terminal:
+        if live:
             observers.append(LiveView(console))
     options: dict[str, Any] = {
         "max_concurrency": max_concurrency,
@@ -206,9 +263,20 @@ def run(
         "timeout_s": timeout,
         "retries": retries,
         "sim_scale": sim_scale,
+        "base_url": base_url,
+        "api_key": api_key,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_inflight": max_inflight,
+        "total_timeout_s": total_timeout,
+        "stream": live if stream is None else stream,
     }
     interrupted = False
     try:
+        if prices is not None:
+            from agentplex.llm.pricing import load_prices
+
+            options["prices"] = load_prices(prices)
         result = asyncio.run(
             arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options)
         )
@@ -318,6 +386,11 @@ def roles(
         origin = "built-in" if BUILTIN_ROLES.get(name) == role else "workflow"
         table.add_row(name, role.description, origin)
     Console(highlight=False).print(table)
+
+
+from agentplex.cli_server import sim_server  # noqa: E402 - registers the sim-server command
+
+app.command("sim-server")(sim_server)
 
 
 def main() -> None:

@@ -74,6 +74,14 @@ class NodeProgress(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NodeText(Event):
+    """A piece of an agent's answer arrived (runs with ``stream=True``)."""
+
+    node_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished(Event):
     node_id: str
     output: Any

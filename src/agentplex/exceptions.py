@@ -238,13 +238,19 @@ class NodeError(AgentplexError):
 class NodeTimeoutError(NodeError, TimeoutError):
     """A node attempt ran past its ``timeout_s``."""
 
-    def __init__(self, node_id: str, timeout_s: float, *, attempts: int = 1) -> None:
+    def __init__(
+        self, node_id: str, timeout_s: float, *, attempts: int = 1, total: bool = False
+    ) -> None:
         self.timeout_s = timeout_s
-        super().__init__(
-            node_id,
-            f"attempt timed out after {timeout_s:g}s (raise the node's timeout_s, or add retries)",
-            attempts=attempts,
+        self.total = total
+        """True if the node's total time limit (all attempts) ran out, not one attempt's."""
+        message = (
+            f"ran out of its total time limit of {timeout_s:g}s (raise total_timeout_s)"
+            if total
+            else f"attempt timed out after {timeout_s:g}s (raise the node's timeout_s, "
+            "or add retries)"
         )
+        super().__init__(node_id, message, attempts=attempts)
 
 
 class RunFailedError(AgentplexError):

@@ -21,7 +21,15 @@ from typing import Any
 
 import yaml
 
-from agentplex.exceptions import DuplicateNodeError, SchemaError, WorkflowError, WorkflowFileError
+from agentplex.exceptions import (
+    ConfigError,
+    DuplicateNodeError,
+    SchemaError,
+    WorkflowError,
+    WorkflowFileError,
+)
+from agentplex.llm.config import ProviderConfig, provider_config_from_data
+from agentplex.llm.pricing import Price, prices_from_data
 from agentplex.roles import Role
 from agentplex.validation import did_you_mean
 from agentplex.workflow import AgentNode, FunctionNode, InputSpec, MapNode, Node, Workflow
@@ -179,7 +187,7 @@ FUNCTION_FIELDS: dict[str, _Check] = {
 }
 MAP_FIELDS: dict[str, _Check] = {"map": _TEXT}
 ALL_NODE_FIELDS = {**COMMON_FIELDS, **AGENT_FIELDS, **FUNCTION_FIELDS, **MAP_FIELDS}
-TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "nodes")
+TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "providers", "prices", "nodes")
 DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
 
 
@@ -238,6 +246,8 @@ class _FileReader:
             inputs=self._inputs(data.get("inputs")) if "inputs" in data else None,
             roles=self._roles(data.get("roles")),
             trusted=self.trusted,
+            providers=self._providers(data.get("providers")),
+            prices=self._prices(data.get("prices"), data),
         )
         wf.source = self.source
         defaults = self._defaults(data.get("defaults"))
@@ -311,6 +321,54 @@ class _FileReader:
             else:  # a bare value is the default; null means required
                 specs.append(InputSpec(str(name), default=value, required=value is None))
         return specs
+
+    def _providers(self, raw: Any) -> dict[str, ProviderConfig]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, Mapping):
+            self.problem(
+                SchemaError,
+                "'providers' must map provider names to their settings.",
+                "write providers: {openai: {base_url: http://127.0.0.1:8000/v1, rpm: 500}}.",
+            )
+            return {}
+        configs: dict[str, ProviderConfig] = {}
+        where = self.source or "workflow"
+        for name, spec in raw.items():
+            if not isinstance(spec, Mapping):
+                spec = {} if spec is None else spec
+            try:
+                if not isinstance(spec, Mapping):
+                    raise ConfigError(f"{where}: providers.{name} must be a mapping.")
+                configs[str(name)] = provider_config_from_data(str(name), spec, where)
+            except ConfigError as exc:
+                problem = str(exc).removeprefix(f"{where}: ")
+                self.problem(
+                    SchemaError,
+                    problem,
+                    "see 'Providers' in the README.",
+                    mapping=raw,
+                    key=name,
+                    field="providers",
+                )
+        return configs
+
+    def _prices(self, raw: Any, data: Any) -> dict[str, Price]:
+        if raw is None:
+            return {}
+        where = self.source or "workflow"
+        try:
+            return prices_from_data(raw, where)
+        except ConfigError as exc:
+            self.problem(
+                SchemaError,
+                str(exc).removeprefix(f"{where}: "),
+                "write prices: {my-model: {input: 0.5, output: 1.5}} (dollars per million tokens).",
+                mapping=data,
+                key="prices",
+                field="prices",
+            )
+            return {}
 
     def _roles(self, raw: Any) -> list[Role]:
         if raw is None:

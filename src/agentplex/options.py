@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from agentplex.exceptions import ConfigError
-from agentplex.llm import DEFAULT_MODEL, parse_model
+from agentplex.llm import DEFAULT_MODEL, ProviderConfig, Secret, parse_model
+from agentplex.llm.limits import Limits
+from agentplex.llm.pricing import Price
 from agentplex.scheduler import Strategy, check_strategy
 
 ErrorPolicy = Literal["fail_fast", "continue"]
@@ -34,8 +38,32 @@ class RunOptions:
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0
     """Cap on a provider's Retry-After."""
+    total_timeout_s: float | None = None
+    """Time limit of a node across all its attempts and backoff waits."""
     sim_scale: float | None = None
     """Multiply simulated latencies (``None``: ``AGENTPLEX_SIM_SCALE`` or 1)."""
+    providers: Mapping[str, ProviderConfig] | None = None
+    """Provider configurations, on top of the built-in ones and the workflow's."""
+    base_url: str | None = None
+    """Endpoint of the default model's provider (``--base-url``)."""
+    api_key: Secret | str | None = None
+    """Key of the default model's provider (``--api-key``); prefer its environment variable."""
+    rpm: float | None = None
+    """Requests per minute allowed per model of the default model's provider."""
+    tpm: float | None = None
+    """Tokens per minute allowed per model of the default model's provider."""
+    max_inflight: int | None = None
+    """Calls in flight allowed per model of the default model's provider."""
+    stream: bool = False
+    """Stream agents' answers as :class:`~agentplex.events.NodeText` events."""
+    prices: Mapping[str, Price] | None = None
+    """Prices (dollars per million tokens) added to the built-in table."""
+    preflight: bool = True
+    """Check every provider's key and endpoint before the first node starts."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):  # never keep a key as a plain string
+            object.__setattr__(self, "api_key", Secret(self.api_key))
 
     def resolved_strategy(self) -> Strategy:
         """Return the strategy, reading ``AGENTPLEX_STRATEGY`` when none was given.
@@ -61,5 +89,11 @@ class RunOptions:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}.")
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries!r}.")
-        parse_model(self.model)
+        for name in ("total_timeout_s", "rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}.")
+        Limits(max_concurrency=self.max_inflight).check("max_inflight")
+        if not isinstance(self.model, str) or ":" not in self.model:
+            parse_model(self.model)  # raises with the fix; names are checked per run
         self.resolved_strategy()

@@ -39,6 +39,8 @@ class NodeResult:
     role: str | None = None
     model: str | None = None
     usage: Usage | None = None
+    cost_usd: float | None = None
+    """What the node's model calls cost in US dollars; None if there were none or no price."""
 
     @property
     def duration_s(self) -> float:
@@ -68,6 +70,7 @@ class NodeResult:
                 "input_tokens": self.usage.input_tokens,
                 "output_tokens": self.usage.output_tokens,
             },
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
         }
 
 
@@ -125,6 +128,32 @@ class RunResult:
                 total = total + node.usage
         return total
 
+    @property
+    def cost_usd(self) -> float | None:
+        """Total cost of priced calls in US dollars (None if no call had a known price)."""
+        costs = [n.cost_usd for n in self.nodes.values() if n.cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        """Models that used tokens but have no known price (their cost is not in ``cost_usd``)."""
+        return sorted(
+            {
+                n.model
+                for n in self.nodes.values()
+                if n.model and n.usage and n.usage.total_tokens and n.cost_usd is None
+            }
+        )
+
+    def usage_by_model(self) -> dict[str, Usage]:
+        """Return tokens used per ``provider:model``."""
+        totals: dict[str, Usage] = {}
+        for node in self.nodes.values():
+            if node.usage is not None:
+                key = node.model or "function"
+                totals[key] = totals.get(key, Usage()) + node.usage
+        return totals
+
     def counts(self) -> dict[str, int]:
         """Return how many nodes ended in each status."""
         counts: dict[str, int] = {}
@@ -159,6 +188,12 @@ class RunResult:
             "efficiency": _round(self.efficiency),
             "counts": self.counts(),
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage_by_model": {
+                model: {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+                for model, u in self.usage_by_model().items()
+            },
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
+            "unpriced_models": self.unpriced_models,
             "inputs": {k: _jsonable(v) for k, v in self.inputs.items()},
             "warnings": list(self.warnings),
             "nodes": {nid: node.to_dict() for nid, node in self.nodes.items()},

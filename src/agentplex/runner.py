@@ -107,6 +107,7 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.errors: dict[str, tuple[str, str]] = {}
         self.usage: dict[str, Usage] = {}
+        self.streaming = options.stream and bool(self.observers)
         self.busy = 0
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.stopping = False
@@ -125,6 +126,11 @@ class _Run:
     # -- the run ----------------------------------------------------------------
 
     async def execute(self) -> RunResult:
+        try:
+            await self.bodies.prepare()  # bad keys, URLs, extras fail before anything runs
+        except BaseException:
+            await self.bodies.aclose()
+            raise
         self.t0 = self.clock()
         self.emit(
             ev.RunStarted(
@@ -228,11 +234,14 @@ class _Run:
                 attempts = 1
             else:
                 body = cast(AgentNode | FunctionNode, node)
+                on_text = self.text_sink(node_id) if self.streaming else None
                 (output, usage), attempts = await self.with_retries(
                     node_id,
                     node,
                     slot,
-                    lambda attempt: self.bodies.call(body, node_id, attempt, self.outputs),
+                    lambda attempt: self.bodies.call(
+                        body, node_id, attempt, self.outputs, on_text=on_text
+                    ),
                 )
         except asyncio.CancelledError:
             self.release(slot)
@@ -259,6 +268,14 @@ class _Run:
             self.release(slot)  # hands the slot on and dispatches
         else:
             self.dispatch()
+
+    def text_sink(self, node_id: str) -> Callable[[str], None]:
+        """Return the callback that turns a streamed piece of ``node_id``'s answer into an event."""
+
+        def on_text(piece: str) -> None:
+            self.emit(ev.NodeText(self.run_id, self.now(), node_id, piece))
+
+        return on_text
 
     def record_end(self, node_id: str, status: NodeStatus) -> float:
         t = self.now()
@@ -305,10 +322,18 @@ class _Run:
         Map items (``is_item``) do not announce their attempts as node starts.
         """
         retries = spec.retries if spec.retries is not None else self.options.retries
-        timeout = spec.timeout_s if spec.timeout_s is not None else self.options.timeout_s
+        per_attempt = spec.timeout_s if spec.timeout_s is not None else self.options.timeout_s
+        total = self.options.total_timeout_s
+        deadline = None if total is None else self.clock() + total
         attempt = 0
         while True:
             attempt += 1
+            timeout = per_attempt
+            if deadline is not None:
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise NodeTimeoutError(node_id, total or 0.0, attempts=attempt - 1, total=True)
+                timeout = left if timeout is None else min(timeout, left)
             if not slot.held:
                 await self.acquire(slot)
             if not is_item:
@@ -323,15 +348,25 @@ class _Run:
                         return await attempt_fn(attempt), attempt
                 except TimeoutError as exc:
                     if scope.expired():
-                        raise NodeTimeoutError(node_id, timeout, attempts=attempt) from exc
+                        whole = timeout != per_attempt or per_attempt is None
+                        limit = (total or 0.0) if whole else timeout
+                        raise NodeTimeoutError(
+                            node_id, limit, attempts=attempt, total=whole
+                        ) from exc
                     raise
             except Exception as exc:
-                if attempt > retries or not is_retryable(exc, spec.retry_on):
+                if (
+                    attempt > retries
+                    or not is_retryable(exc, spec.retry_on)
+                    or getattr(exc, "total", False)
+                ):
                     if not isinstance(exc, NodeError):
                         raise NodeError(node_id, describe(exc), attempts=attempt) from exc
                     exc.attempts = attempt
                     raise
                 delay = self.backoff(attempt, exc)
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - self.clock()))
                 self.emit(
                     ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay)
                 )
@@ -403,7 +438,7 @@ class _Run:
         durations: dict[str, float] = {}
         status_of, started_of, finished_of = self.status, self.started, self.finished
         outputs, attempts, usage, errors = self.outputs, self.attempts, self.usage, self.errors
-        roles, model_of = self.wf.roles, self.bodies.model_of
+        roles, model_of, cost_of = self.wf.roles, self.bodies.model_of, self.bodies.cost
         no_error = (None, None)
         for node_id, node in self.nodes.items():
             state = status_of.get(node_id, "pending")
@@ -423,7 +458,8 @@ class _Run:
                 error_type,
                 roles[body.role].name if isinstance(body, AgentNode) else None,
                 model_of(node_id),
-                usage.get(node_id) if usage else None,
+                node_usage := (usage.get(node_id) if usage else None),
+                cost_of(node_id, node_usage) if node_usage is not None else None,
             )
             if state == "succeeded" and started is not None and finished is not None:
                 durations[node_id] = finished - started

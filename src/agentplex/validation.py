@@ -16,6 +16,7 @@ import itertools
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from agentplex import graph
@@ -343,6 +344,8 @@ def compile_workflow(
         warnings=tuple(checker.warnings),
         trusted=wf.trusted,
         bindings=bindings,
+        providers=MappingProxyType(dict(wf.providers)),
+        prices=MappingProxyType(dict(wf.prices)),
     )
     return compiled
 

@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeVar
 from agentplex.binding import Binding
 from agentplex.exceptions import DuplicateNodeError, SchemaError
 from agentplex.ids import is_valid_node_id, suggest_node_id
+from agentplex.llm.config import ProviderConfig
+from agentplex.llm.pricing import Price
 from agentplex.roles import Role, RoleLibrary, normalize_role
 
 ExecutorName = Literal["auto", "inline", "thread", "process"]
@@ -172,6 +174,10 @@ class CompiledWorkflow:
     trusted: bool = True
     bindings: Mapping[str, Binding] = field(default_factory=lambda: _EMPTY)
     """How each function (or function-bodied map) node's parameters are filled."""
+    providers: Mapping[str, ProviderConfig] = field(default_factory=lambda: _EMPTY)
+    """Provider configurations the workflow declares (``providers:`` in a file)."""
+    prices: Mapping[str, Price] = field(default_factory=lambda: _EMPTY)
+    """Prices the workflow adds to the built-in table."""
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -215,8 +221,14 @@ class Workflow:
         inputs: Iterable[str | InputSpec] | None = None,
         roles: Iterable[Role] = (),
         trusted: bool = True,
+        providers: Mapping[str, ProviderConfig] | None = None,
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         self.name = name
+        self.providers: dict[str, ProviderConfig] = dict(providers or {})
+        """Provider configurations by the name model strings use (``local:qwen``)."""
+        self.prices: dict[str, Price] = dict(prices or {})
+        """Prices (US dollars per million tokens) added to the built-in table."""
         self.description = description
         self.inputs: dict[str, InputSpec] | None = None
         if inputs is not None:

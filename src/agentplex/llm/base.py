@@ -10,12 +10,13 @@ again raises :class:`~agentplex.exceptions.ProviderError` with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from agentplex.exceptions import ConfigError
+from agentplex.exceptions import ConfigError, ProviderError
+from agentplex.llm.limits import Limiter, Limits, limiter_for
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -58,6 +59,20 @@ class Request:
     """A pinned latency for the simulator; real providers ignore it."""
     node_id: str | None = None
     """The node making the call, for statistics and logs."""
+    on_text: Callable[[str], None] | None = None
+    """If set, the answer is streamed and each piece of text is passed here as it arrives."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Return a rough token count (about four characters a token)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def estimate_request_tokens(request: Request) -> int:
+    """Return what a request may cost in tokens before it is sent (prompt + output budget)."""
+    prompt = sum(estimate_tokens(m.content) for m in request.messages)
+    budget = request.options.get("max_tokens")
+    return prompt + (budget if isinstance(budget, int) and budget > 0 else 256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,24 +108,28 @@ class ModelRef:
         return f"{self.provider}:{self.model}"
 
 
-def parse_model(spec: str) -> ModelRef:
+def parse_model(spec: str, known: Mapping[str, object] | None = None) -> ModelRef:
     """Parse ``provider:model`` (the model part may itself contain ``:``, as in Ollama tags).
+
+    ``known`` holds the provider names in use (default: the built-in ones).
 
     Raises:
         ConfigError: if the string is not of that form or names an unknown provider.
     """
-    from agentplex.llm import PROVIDERS
+    from agentplex.llm.config import BUILTIN_PROVIDERS
 
+    known = BUILTIN_PROVIDERS if known is None else known
     provider, sep, model = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not provider or not model:
         raise ConfigError(
             f"model {spec!r} is not of the form 'provider:model'. "
             "Fix: write e.g. 'sim:default' (the built-in simulator)."
         )
-    if provider not in PROVIDERS:
+    if provider not in known:
         raise ConfigError(
             f"unknown provider {provider!r} in model {spec!r}; known providers: "
-            f"{', '.join(sorted(PROVIDERS))}. Fix: use e.g. 'sim:default'."
+            f"{', '.join(sorted(known))}. Fix: use one of those (e.g. 'openai:gpt-4o-mini'), "
+            "or declare it under providers: with a kind."
         )
     return ModelRef(provider, model)
 
@@ -120,23 +139,54 @@ class Provider(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self) -> None:
+    def __init__(self, *, limits: Limits | None = None, limit_key: str | None = None) -> None:
         self._calls = 0
         self._failures = 0
         self._in_flight = 0
         self._usage = Usage()
+        self._limits = limits
+        self._limit_key = limit_key or self.name
+        self._limiters: dict[str, Limiter] = {}
+        self.label = self.name
+        """How errors name this provider (its configuration's name)."""
+
+    def limiter(self, model: str) -> Limiter | None:
+        """Return the process-wide limiter of ``model`` on this endpoint, or None if unlimited."""
+        if self._limits is None:
+            return None
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            limiter = self._limiters[model] = limiter_for(
+                f"{self._limit_key}|{model}", self._limits
+            )
+        return limiter
 
     async def complete(self, request: Request) -> Completion:
-        """Run one completion; raise ProviderError on failure. Never retries."""
+        """Run one completion under the model's limits; raise ProviderError on failure.
+
+        Never retries: a 429 is reported to the limiter (which slows every
+        caller of the model down) and raised for the engine to retry.
+        """
+        limiter = self._limiters.get(request.model) or self.limiter(request.model)
+        ticket = await limiter.acquire(estimate_request_tokens(request)) if limiter else None
         self._calls += 1
         self._in_flight += 1
         try:
             completion = await self._complete(request)
-        except BaseException:
+        except BaseException as exc:
             self._failures += 1
+            if limiter is not None and ticket is not None:
+                limited = isinstance(exc, ProviderError) and exc.status == 429
+                limiter.release(
+                    ticket,
+                    "rate_limited" if limited else "error",
+                    retry_after_s=getattr(exc, "retry_after_s", None),
+                )
             raise
         finally:
             self._in_flight -= 1
+        if limiter is not None and ticket is not None:
+            limiter.release(ticket, "ok", tokens_used=completion.usage.total_tokens)
         self._usage = self._usage + completion.usage
         return completion
 

@@ -29,13 +29,17 @@ import json
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from agentplex.exceptions import ConfigError, ProviderError
-from agentplex.llm.base import Completion, Message, Provider, Request, Usage
+from agentplex.llm.base import Completion, Message, Provider, Request, Usage, estimate_tokens
+from agentplex.llm.limits import Limits
 from agentplex.roles import BUILTIN_ROLES
+
+#: Model names the simulator knows by behaviour (any other name acts like ``default``).
+MODELS = ("default", "fast", "instant")
 
 #: Marker that starts a labelled context section in an agent's prompt.
 CONTEXT_MARKER = "### From "
@@ -261,11 +265,6 @@ class SimAnswer:
     latency_s: float
 
 
-def estimate_tokens(text: str) -> int:
-    """Return a rough token count (about four characters a token)."""
-    return max(1, (len(text) + 3) // 4)
-
-
 def _digest(model: str, messages: Sequence[Message], seed: object) -> int:
     payload = json.dumps(
         [model, [[m.role, m.content] for m in messages], seed], ensure_ascii=False
@@ -333,8 +332,14 @@ class SimProvider(Provider):
 
     name: ClassVar[str] = "sim"
 
-    def __init__(self, *, scale: float | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        scale: float | None = None,
+        limits: Limits | None = None,
+        limit_key: str | None = None,
+    ) -> None:
+        super().__init__(limits=limits, limit_key=limit_key)
         if scale is None:
             raw = os.environ.get("AGENTPLEX_SIM_SCALE", "1")
             try:
@@ -362,7 +367,9 @@ class SimProvider(Provider):
                 )
         latency = request.latency_s if request.latency_s is not None else answer.latency_s
         latency *= self.scale
-        if latency > 0:
+        if request.on_text is not None:
+            await _stream(answer.text, latency, request.on_text)
+        elif latency > 0:
             await asyncio.sleep(latency)
         return Completion(
             text=answer.text,
@@ -371,3 +378,24 @@ class SimProvider(Provider):
             provider=self.name,
             latency_s=latency,
         )
+
+
+def stream_pieces(text: str, words: int = 4) -> list[str]:
+    """Split ``text`` into stream deltas of a few words each; joined they give ``text``."""
+    parts = text.split(" ")
+    return [
+        " ".join(parts[i : i + words]) + (" " if i + words < len(parts) else "")
+        for i in range(0, len(parts), words)
+    ]
+
+
+async def _stream(text: str, latency: float, on_text: Callable[[str], None]) -> None:
+    """Deliver ``text`` piece by piece over ``latency`` (30% before the first piece)."""
+    pieces = stream_pieces(text)
+    if latency > 0:
+        await asyncio.sleep(latency * 0.3)
+    gap = latency * 0.7 / max(1, len(pieces))
+    for piece in pieces:
+        on_text(piece)
+        if gap > 0:
+            await asyncio.sleep(gap)

@@ -129,6 +129,12 @@ def headline(result: RunResult) -> Text:
     text.append(f" | efficiency {result.efficiency:.0%}")
     if usage.total_tokens:
         text.append(f" | tokens {usage.input_tokens} in / {usage.output_tokens} out")
+        cost = result.cost_usd
+        unpriced = result.unpriced_models
+        if cost is not None:
+            text.append(f" | cost ${cost:.4f}")
+        if unpriced:
+            text.append(f" | no price for {', '.join(unpriced)} (add one with --prices)")
     if result.critical_path:
         text.append("\ncritical path: " + " -> ".join(result.critical_path), style="dim")
     return text
@@ -150,6 +156,8 @@ class LiveView:
         self.ended: dict[str, str] = {}
         self.retries = 0
         self.t = 0.0
+        self.text: dict[str, str] = {}
+        """The tail of each running node's streamed answer."""
 
     def __call__(self, event: ev.Event) -> None:
         self.t = event.t
@@ -163,10 +171,13 @@ class LiveView:
             self.running.setdefault(event.node_id, event.t)
         elif isinstance(event, ev.NodeRetrying):
             self.retries += 1
+        elif isinstance(event, ev.NodeText):
+            self.text[event.node_id] = (self.text.get(event.node_id, "") + event.text)[-200:]
         elif isinstance(event, ev.NodeProgress):
             self.progress[event.node_id] = (event.done, event.total)
         elif isinstance(event, ev.NodeFinished | ev.NodeFailed | ev.NodeSkipped | ev.NodeCancelled):
             self.running.pop(event.node_id, None)
+            self.text.pop(event.node_id, None)
             self.ended[event.node_id] = _ENDED[type(event)]
         elif isinstance(event, ev.RunFinished):
             self.stop()
@@ -207,6 +218,10 @@ class LiveView:
             if node_id in self.progress:
                 d, n = self.progress[node_id]
                 line.append(f"  [{d}/{n} items]")
+            tail = self.text.get(node_id)
+            if tail:
+                last = " ".join(tail.split())[-60:]
+                line.append(f"  {last}", style="dim")
             lines.append(line)
         if len(self.running) > 12:
             lines.append(Text(f"  ... and {len(self.running) - 12} more", style="dim"))

@@ -1,0 +1,261 @@
+"""Provider configuration: which endpoint, which key, which limits; and key redaction.
+
+A model string ``name:model`` names a *provider configuration*. Four exist
+out of the box (``sim``, ``openai``, ``anthropic``, ``ollama``); a workflow
+file's ``providers:`` section, :func:`agentplex.run`'s ``providers=`` and the
+CLI's ``--base-url``/``--api-key``/``--rpm``/``--tpm``/``--max-inflight`` add
+to or override them. A configuration of another name must say its ``kind``,
+so ``local:qwen2.5`` can point at a vLLM server while ``openai:gpt-4o`` goes
+to OpenAI in the same workflow.
+
+Keys come from an environment variable (``OPENAI_API_KEY``,
+``ANTHROPIC_API_KEY`` or the configuration's ``api_key_env``) or are passed
+in as :class:`Secret`. Every key agentplex sees is registered with
+:func:`redact`, which every error message, event, log line and stored result
+passes through, along with anything shaped like a provider key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from agentplex.exceptions import ConfigError
+from agentplex.llm.limits import Limits
+
+Kind = Literal["sim", "openai", "anthropic", "ollama"]
+KINDS: tuple[Kind, ...] = ("sim", "openai", "anthropic", "ollama")
+
+_KEY_SHAPES = re.compile(
+    r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-(?:proj-)?[A-Za-z0-9_\-]{16,}|"
+    r"(?i:bearer)\s+[A-Za-z0-9._\-]{12,})"
+)
+_SECRETS: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every known key and anything shaped like one masked."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _KEY_SHAPES.sub("***", text)
+
+
+class Secret:
+    """A string that never shows itself in a repr, str, log or error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if len(value) >= 6:
+            _SECRETS.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DEFAULT_ENV: dict[str, tuple[str | None, str | None]] = {
+    # kind: (key variable, base URL variable)
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    "ollama": (None, "OLLAMA_BASE_URL"),
+    "sim": (None, None),
+}
+_DEFAULT_URL = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "ollama": "http://127.0.0.1:11434/v1",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderConfig:
+    """One provider configuration, as written by the user (nothing resolved yet)."""
+
+    kind: Kind
+    base_url: str | None = None
+    """Endpoint; None: the kind's environment variable, else its public default."""
+    api_key: Secret | None = None
+    api_key_env: str | None = None
+    """Environment variable holding the key (default: the kind's standard one)."""
+    timeout_s: float | None = None
+    """Time limit of one HTTP request; None: the run's ``timeout_s``, else 120 s."""
+    limits: Limits = field(default_factory=Limits)
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Provider-specific options (the simulator's ``scale``)."""
+
+    def merged(self, **changes: Any) -> ProviderConfig:
+        """Return a copy with the non-None ``changes`` applied (limits field by field)."""
+        limits = {k: v for k, v in changes.pop("limits", {}).items() if v is not None}
+        clean = {k: v for k, v in changes.items() if v is not None}
+        if limits:
+            clean["limits"] = replace(self.limits, **limits)
+        return replace(self, **clean) if clean else self
+
+
+BUILTIN_PROVIDERS: Mapping[str, ProviderConfig] = MappingProxyType(
+    {kind: ProviderConfig(kind=kind) for kind in KINDS}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedProvider:
+    """A configuration with its URL and key looked up: what a provider is built from."""
+
+    name: str
+    kind: Kind
+    base_url: str | None
+    api_key: Secret | None
+    timeout_s: float
+    limits: Limits
+    headers: Mapping[str, str]
+    options: Mapping[str, Any]
+
+    @property
+    def identity(self) -> str:
+        """Names the endpoint and account, for sharing clients and limiters (no key inside)."""
+        import hashlib
+
+        key = self.api_key.reveal() if self.api_key else ""
+        account = hashlib.sha256(key.encode()).hexdigest()[:10] if key else "-"
+        return f"{self.kind}|{self.base_url or ''}|{account}"
+
+
+def is_local(url: str) -> bool:
+    """Return whether ``url`` points at this machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve(
+    name: str,
+    config: ProviderConfig,
+    *,
+    default_timeout_s: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedProvider:
+    """Look up ``config``'s URL and key; raise :class:`ConfigError` saying what to set."""
+    env = os.environ if environ is None else environ
+    kind = config.kind
+    if kind not in KINDS:
+        raise ConfigError(
+            f"provider {name!r}: unknown kind {kind!r}; choose one of {', '.join(KINDS)}."
+        )
+    key_var, url_var = _DEFAULT_ENV[kind]
+    base_url = config.base_url or (env.get(url_var) if url_var else None) or _DEFAULT_URL.get(kind)
+    if kind == "ollama" and not config.base_url and env.get("OLLAMA_HOST"):
+        base_url = env["OLLAMA_HOST"].rstrip("/") + "/v1"
+    if base_url is not None:
+        parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"provider {name!r}: base URL {base_url!r} is not an http(s) URL. "
+                "Fix: e.g. --base-url http://127.0.0.1:8000/v1"
+            )
+        base_url = parts.geturl().rstrip("/")
+    key = config.api_key
+    var = config.api_key_env or key_var
+    if key is None and var and env.get(var):
+        key = Secret(env[var])
+    if key is None and kind != "sim":
+        if kind == "ollama" or (base_url is not None and is_local(base_url)):
+            key = Secret("agentplex-local")  # local servers take any key
+        else:
+            raise ConfigError(
+                f"provider {name!r} ({kind} at {base_url}) needs an API key. "
+                f"Fix: export {var or 'the key variable'}=..., or pass --api-key, or set "
+                f"api_key_env in the workflow's providers section."
+            )
+    if config.api_key_env and not env.get(config.api_key_env) and config.api_key is None:
+        raise ConfigError(
+            f"provider {name!r}: api_key_env names {config.api_key_env}, which is not set. "
+            f"Fix: export {config.api_key_env}=..."
+        )
+    timeout = config.timeout_s or default_timeout_s or 120.0
+    return ResolvedProvider(
+        name, kind, base_url, key, timeout, config.limits, config.headers, config.options
+    )
+
+
+def provider_config_from_data(name: str, data: Mapping[str, Any], where: str) -> ProviderConfig:
+    """Build a :class:`ProviderConfig` from a workflow file's ``providers:`` entry.
+
+    Raises:
+        ConfigError: naming ``where`` and the field, for unknown fields, a key
+            written into the file, or a value of the wrong type.
+    """
+    known = {
+        "kind",
+        "base_url",
+        "api_key_env",
+        "timeout_s",
+        "headers",
+        "max_concurrency",
+        "rpm",
+        "tpm",
+        "adaptive",
+    }
+    if "api_key" in data:
+        raise ConfigError(
+            f"{where}: providers.{name}.api_key: keys do not belong in workflow files. "
+            f"Fix: write api_key_env: SOME_VARIABLE and export the key in that variable."
+        )
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: providers.{name}: unknown field(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}."
+        )
+    kind = data.get("kind", name if name in KINDS else None)
+    if kind not in KINDS:
+        raise ConfigError(
+            f"{where}: providers.{name}: kind must be one of {', '.join(KINDS)}"
+            f"{'' if 'kind' in data else ' (a provider with a new name must say its kind)'}."
+        )
+    limits = Limits(
+        max_concurrency=data.get("max_concurrency"),
+        rpm=data.get("rpm"),
+        tpm=data.get("tpm"),
+        adaptive=bool(data.get("adaptive", True)),
+    ).check(f"{where}: providers.{name}")
+    headers = data.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"{where}: providers.{name}.headers must be a mapping.")
+    timeout = data.get("timeout_s")
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise ConfigError(f"{where}: providers.{name}.timeout_s must be a number > 0.")
+    for field_name in ("base_url", "api_key_env"):
+        if data.get(field_name) is not None and not isinstance(data[field_name], str):
+            raise ConfigError(f"{where}: providers.{name}.{field_name} must be a string.")
+    return ProviderConfig(
+        kind=kind,
+        base_url=data.get("base_url"),
+        api_key_env=data.get("api_key_env"),
+        timeout_s=timeout,
+        limits=limits,
+        headers=MappingProxyType({str(k): str(v) for k, v in headers.items()}),
+    )

@@ -1,0 +1,93 @@
+"""What the SDK-backed providers share: lazy SDK import, one client, error mapping.
+
+Each provider instance owns one SDK client (one HTTP connection pool) for one
+provider configuration; a run creates it on first use and closes it at the
+end, and every node of the run that names the configuration reuses it. SDK
+retries are off (``max_retries=0``): the engine's retry loop sees every
+failure, so there is one backoff policy and one place that honours
+Retry-After.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from agentplex.exceptions import MissingExtraError, ProviderError
+from agentplex.llm.base import Completion, Provider, Request
+from agentplex.llm.config import ResolvedProvider
+from agentplex.llm.errors import map_sdk_error
+
+
+class SdkProvider(Provider):
+    """Base of providers that call an official SDK over HTTP."""
+
+    sdk_module: ClassVar[str]
+    extra: ClassVar[str]
+
+    def __init__(self, resolved: ResolvedProvider, *, max_connections: int = 16) -> None:
+        super().__init__(limits=resolved.limits, limit_key=resolved.identity)
+        self.resolved = resolved
+        self.label = resolved.name
+        limit = resolved.limits.max_concurrency
+        self.max_connections = min(limit, max_connections) if limit else max_connections
+        self.sdk = self._import_sdk()
+        self._client: Any = None
+
+    @classmethod
+    def _import_sdk(cls) -> Any:
+        try:
+            return importlib.import_module(cls.sdk_module)
+        except ImportError:
+            raise MissingExtraError(
+                cls.sdk_module, cls.extra, f"the {cls.name!r} provider"
+            ) from None
+
+    def _http_client(self) -> Any:
+        """An HTTP client whose pool holds as many connections as calls may be in flight."""
+        import httpx2  # the SDKs' own HTTP library
+
+        limits = httpx2.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+        )
+        return self.sdk.DefaultAsyncHttpxClient(limits=limits, timeout=self.resolved.timeout_s)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    @abstractmethod
+    def _new_client(self) -> Any:
+        """Create the SDK's async client (``max_retries=0``)."""
+
+    @abstractmethod
+    async def _call(self, request: Request) -> Completion:
+        """Make the call with the SDK."""
+
+    async def _complete(self, request: Request) -> Completion:
+        try:
+            return await self._call(request)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            mapped = map_sdk_error(self.label, exc, self.sdk, self.resolved.timeout_s)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def malformed(self, what: str) -> ProviderError:
+        return ProviderError(self.label, f"malformed response: {what}", retryable=True)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+
+def sampling_options(request: Request, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the request's options meant for the endpoint (not the simulator's own)."""
+    return {k: v for k, v in request.options.items() if not k.startswith("sim_") and k not in drop}

@@ -1,0 +1,83 @@
+"""``openai:`` and ``ollama:``: any OpenAI-compatible chat completions endpoint.
+
+Through the official ``openai`` SDK (``pip install 'agentplex[openai]'``):
+OpenAI itself, vLLM, llama.cpp's server, LM Studio, Ollama, or
+``agentplex sim-server``. ``ollama:`` is the same provider with Ollama's
+local endpoint as its default base URL and no key needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from agentplex.llm.base import Completion, Request, Usage, estimate_tokens
+from agentplex.llm.http_provider import SdkProvider, sampling_options
+
+
+class OpenAIProvider(SdkProvider):
+    name: ClassVar[str] = "openai"
+    sdk_module: ClassVar[str] = "openai"
+    extra: ClassVar[str] = "openai"
+
+    def _new_client(self) -> Any:
+        resolved = self.resolved
+        return self.sdk.AsyncOpenAI(
+            api_key=resolved.api_key.reveal() if resolved.api_key else None,
+            base_url=resolved.base_url,
+            timeout=resolved.timeout_s,
+            max_retries=0,
+            default_headers=dict(resolved.headers) or None,
+            http_client=self._http_client(),
+        )
+
+    async def _call(self, request: Request) -> Completion:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        params = sampling_options(request)
+        create = self.client.chat.completions.create
+        if request.on_text is None:
+            response = await create(model=request.model, messages=messages, **params)
+            choices = getattr(response, "choices", None)
+            if not choices or not isinstance(getattr(choices[0].message, "content", None), str):
+                raise self.malformed("no choices[0].message.content")
+            text = choices[0].message.content
+            finish = choices[0].finish_reason or "stop"
+            usage = _usage(response.usage, request, text)
+            return Completion(text, usage, request.model, self.label, 0.0, finish)
+        pieces: list[str] = []
+        reported: Any = None
+        finish = "stop"
+        stream = await create(
+            model=request.model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            **params,
+        )
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    reported = chunk.usage
+                for choice in chunk.choices or ():
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        pieces.append(piece)
+                        request.on_text(piece)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        text = "".join(pieces)
+        return Completion(
+            text, _usage(reported, request, text), request.model, self.label, 0.0, finish
+        )
+
+
+def _usage(reported: Any, request: Request, text: str) -> Usage:
+    """The endpoint's usage report, or an estimate when it sends none (some local servers)."""
+    if reported is not None and getattr(reported, "prompt_tokens", None) is not None:
+        return Usage(int(reported.prompt_tokens), int(reported.completion_tokens or 0))
+    return Usage(sum(estimate_tokens(m.content) for m in request.messages), estimate_tokens(text))
+
+
+class OllamaProvider(OpenAIProvider):
+    """Ollama's OpenAI-compatible endpoint (default ``http://127.0.0.1:11434/v1``)."""
+
+    name: ClassVar[str] = "ollama"
