@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from agentplex.server import SimServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -19,3 +24,52 @@ def fast_sim(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def examples() -> Path:
     return EXAMPLES
+
+
+@pytest.fixture(autouse=True)
+def fresh_limiters() -> Iterator[None]:
+    """Limiters are process-wide; no test may inherit what another one taught them."""
+    from agentplex.llm.limits import reset_limiters
+
+    reset_limiters()
+    yield
+    reset_limiters()
+
+
+@pytest.fixture(autouse=True)
+def no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's real keys or endpoints."""
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "OLLAMA_HOST",
+        "OLLAMA_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def sim_server() -> Iterator[SimServer]:
+    """A simulator server on 127.0.0.1 for the module, reset to no faults before each use."""
+    from agentplex.server import ServerConfig, SimServer
+
+    with SimServer(ServerConfig(scale=0.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def server(sim_server: SimServer) -> SimServer:
+    """The module's simulator server with fresh statistics and no faults or limits."""
+    from agentplex.server import ServerConfig
+
+    sim_server.configure(**{k: v for k, v in vars_of(ServerConfig(scale=0.0)).items()})
+    sim_server.reset()
+    return sim_server
+
+
+def vars_of(config: object) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}  # type: ignore[arg-type]

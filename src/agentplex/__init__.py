@@ -52,6 +52,8 @@ from agentplex.exceptions import (
 )
 from agentplex.fanout import fan_out
 from agentplex.files import load_workflow, workflow_from_data
+from agentplex.llm import Limits, ProviderConfig, Secret
+from agentplex.llm.pricing import Price
 from agentplex.options import RunOptions
 from agentplex.result import NodeResult, RunResult
 from agentplex.roles import BUILTIN_ROLES, Role
@@ -83,6 +85,7 @@ __all__ = [
     "FunctionNode",
     "InputSpec",
     "InvalidWorkflowError",
+    "Limits",
     "MapNode",
     "MissingExtraError",
     "Node",
@@ -100,6 +103,8 @@ __all__ = [
     "NodeText",
     "NodeTimeoutError",
     "Observer",
+    "Price",
+    "ProviderConfig",
     "ProviderError",
     "RetryableError",
     "Role",
@@ -110,6 +115,7 @@ __all__ = [
     "RunStarted",
     "Scheduler",
     "SchemaError",
+    "Secret",
     "TemplateError",
     "UnknownRoleError",
     "UntrustedCodeError",

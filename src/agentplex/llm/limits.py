@@ -141,6 +141,7 @@ class Limiter:
         self._grown = now
         self._last_cut = -math.inf
         self._successes: collections.deque[float] = collections.deque()
+        self._sent: collections.deque[float] = collections.deque()
         self._first_call: float | None = None
         self.configure(limits or Limits())
 
@@ -180,7 +181,7 @@ class Limiter:
             return math.inf
         wait = self._paused_until - now
         pace = self.pace()
-        if pace is not None and self._req_level < 1.0:
+        if pace is not None and self._req_level < 1.0 - 1e-9:  # float-safe
             wait = max(wait, (1.0 - self._req_level) / pace)
         if limits.tpm is not None and tokens > 0 and self._tok_level <= 0:
             wait = max(wait, (1e-9 - self._tok_level) / (limits.tpm / 60))
@@ -191,6 +192,11 @@ class Limiter:
         self._calls += 1
         if self._first_call is None:
             self._first_call = now
+        if self.limits.adaptive and self._adapted is None:
+            sent = self._sent  # only needed until the first cut
+            sent.append(now)
+            while sent[0] < now - _WINDOW_S:
+                sent.popleft()
         if self.pace() is not None:
             self._req_level -= 1.0
         if self.limits.tpm is not None:
@@ -270,22 +276,29 @@ class Limiter:
                 self._cut(now)
         self._pump()
 
-    def _success_rate(self, now: float) -> float:
-        successes = self._successes
-        while successes and successes[0] < now - _WINDOW_S:
-            successes.popleft()
+    def _rate(self, times: collections.deque[float], now: float) -> float | None:
+        """Events per second over the window, or None with too few to tell."""
+        while times and times[0] < now - _WINDOW_S:
+            times.popleft()
+        if len(times) < 3:
+            return None
         span = min(_WINDOW_S, now - (self._first_call if self._first_call is not None else now))
-        return len(successes) / max(span, 0.25)
+        return len(times) / max(span, 0.25)
 
     def _cut(self, now: float) -> None:
-        """Multiplicative decrease, once per round trip."""
+        """Multiplicative decrease, once per round trip.
+
+        The new pace is a fraction of the lower of the current pace and the
+        success rate just measured (what the provider really accepts). With no
+        pace yet and too few successes to measure, the send rate stands in.
+        """
         self._refill(now)
-        measured = self._success_rate(now)
         current = self.pace()
-        base = measured if current is None else min(current, max(measured, _MIN_RATE))
-        if base <= 0:
-            base = current or _MIN_RATE
-        self._adapted = max(_MIN_RATE, base * self.limits.decrease)
+        succeeded = self._rate(self._successes, now)
+        candidates = [r for r in (current, succeeded) if r is not None]
+        if not candidates:
+            candidates = [self._rate(self._sent, now) or 1.0]
+        self._adapted = max(_MIN_RATE, min(candidates) * self.limits.decrease)
         self._req_level = min(self._req_level, 0.0)
         self._last_cut = now
         self._grown = now

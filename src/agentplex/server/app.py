@@ -10,6 +10,9 @@ Endpoints (all JSON):
 - ``GET /stats``: request counts per status and per prompt hash, open
   connections; ``POST /stats/reset`` zeroes them.
 
+A model named ``status-NNN`` always answers HTTP NNN (a 401 echoes the key
+it was sent, as OpenAI's does), so tests can reach every status.
+
 Answers come from :func:`agentplex.llm.sim.generate`, so the text, usage and
 latency are the in-process ``sim`` provider's for the same model, messages and
 seed. Faults are drawn per request from a seeded generator, before the answer;
@@ -139,7 +142,10 @@ class SimApp:
         self._ids = 0
 
     def reset(self) -> None:
+        """Zero the statistics (the connection peak restarts from what is open now)."""
         self.stats = _Stats()
+        self.tracker.peak = self.tracker.open
+        self.tracker.total = 0
 
     def _record(self, status: str, key: str | None) -> None:
         stats = self.stats
@@ -198,6 +204,8 @@ class SimApp:
             self._record("401", None)
             return HttpResponse.json(401, api.error(401, "missing API key"))
         key = prompt_hash(model, messages)
+        if model.startswith("status-") and model[7:].isdigit():
+            return self._forced(int(model[7:]), key, api, request)
         fault = self._draw_fault()
         if fault is not None:
             return await self._fault(fault, key, api, request)
@@ -230,6 +238,15 @@ class SimApp:
             await asyncio.sleep(latency)
         self._record("200", key)
         return HttpResponse.json(200, api.answer(ident, model, answer.text, answer.usage))
+
+    def _forced(self, status: int, key: str, api: _Api, request: HttpRequest) -> HttpResponse:
+        """Answer a ``status-NNN`` model with HTTP NNN; a 401 echoes the key, as OpenAI does."""
+        self._record(str(status), key)
+        message = f"simulated {status}"
+        if status == 401:
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            message = f"Incorrect API key provided: {sent or request.headers.get('x-api-key')}"
+        return HttpResponse.json(status, api.error(status, message), {"retry-after": "0"})
 
     def _draw_fault(self) -> str | None:
         draw = self.rng.random()

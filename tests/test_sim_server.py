@@ -1,0 +1,239 @@
+"""The simulator server on loopback, spoken to with plain HTTP (no SDK in between)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from agentplex.llm.base import Message
+from agentplex.llm.sim import generate
+from agentplex.server import FAULTS, ServerConfig, SimServer, prompt_hash
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Go vs Rust"},
+]
+
+
+def post(
+    server: SimServer, path: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request(
+            "POST",
+            path,
+            json.dumps(body),
+            {
+                "content-type": "application/json",
+                "authorization": "Bearer sk-test",
+                **(headers or {}),
+            },
+        )
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def chat(server: SimServer, **extra: Any) -> tuple[int, dict[str, str], bytes]:
+    return post(server, "/v1/chat/completions", {"model": "default", "messages": MESSAGES, **extra})
+
+
+def test_openai_answer_is_the_in_process_simulators(server: SimServer) -> None:
+    status, _, body = chat(server, seed=3)
+    assert status == 200
+    data = json.loads(body)
+    expected = generate(
+        "default", [Message("system", "You are terse."), Message("user", "Go vs Rust")], 3
+    )
+    assert data["choices"][0]["message"]["content"] == expected.text
+    assert data["usage"]["prompt_tokens"] == expected.usage.input_tokens
+    assert data["usage"]["completion_tokens"] == expected.usage.output_tokens
+
+
+def test_anthropic_answer_puts_the_system_prompt_first(server: SimServer) -> None:
+    body = {
+        "model": "default",
+        "max_tokens": 100,
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Go vs Rust"}]}],
+    }
+    status, _, raw = post(server, "/v1/messages", body, {"x-api-key": "k-123456"})
+    assert status == 200
+    data = json.loads(raw)
+    expected = generate(
+        "default", [Message("system", "You are terse."), Message("user", "Go vs Rust")], 0
+    )
+    assert data["content"][0]["text"] == expected.text
+    assert data["usage"]["output_tokens"] == expected.usage.output_tokens
+
+
+def test_anthropic_requires_max_tokens(server: SimServer) -> None:
+    status, _, raw = post(server, "/v1/messages", {"model": "default", "messages": MESSAGES[1:]})
+    assert status == 400 and b"max_tokens" in raw
+
+
+def test_models_and_unknown_routes(server: SimServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/v1/models")
+    models = json.loads(conn.getresponse().read())
+    assert {m["id"] for m in models["data"]} >= {"default", "fast", "instant"}
+    conn.request("GET", "/v1/nothing")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 404
+    conn.close()
+
+
+def test_missing_key_is_401(server: SimServer) -> None:
+    status, _, _ = post(
+        server, "/v1/chat/completions", {"model": "m", "messages": MESSAGES}, {"authorization": ""}
+    )
+    assert status == 401
+
+
+def test_openai_stream_is_server_sent_events_with_usage(server: SimServer) -> None:
+    status, headers, raw = chat(server, stream=True, stream_options={"include_usage": True})
+    assert status == 200 and headers["content-type"] == "text/event-stream"
+    events = [line[6:] for line in raw.decode().split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == json.loads(chat(server)[2])["choices"][0]["message"]["content"]
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("p429", "429"),
+        ("p429_bare", "429"),
+        ("p500", "500"),
+        ("p503", "503"),
+        ("p529", "529"),
+        ("p_malformed", "malformed"),
+    ],
+)
+def test_each_answered_fault(server: SimServer, fault: str, expected: str) -> None:
+    server.configure(**{fault: 1.0}, retry_after_s=7)
+    status, headers, raw = chat(server)
+    if expected == "malformed":
+        assert status == 200
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(raw)
+    else:
+        assert status == int(expected)
+    assert ("retry-after" in headers) == (fault == "p429")
+    if fault == "p429":
+        assert headers["retry-after"] == "7"
+    assert server.stats()["by_status"] == {expected: 1}
+
+
+def test_dropped_connection_sends_nothing(server: SimServer) -> None:
+    server.configure(p_drop=1.0)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        chat(server)
+    assert server.stats()["by_status"] == {"drop": 1}
+
+
+def test_hang_lasts_until_the_client_gives_up(server: SimServer) -> None:
+    server.configure(p_hang=1.0)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=0.3)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "m", "messages": MESSAGES}),
+        {"authorization": "Bearer k"},
+    )
+    with pytest.raises(TimeoutError):
+        conn.getresponse()
+    conn.close()
+    deadline = time.monotonic() + 5
+    while server.app.tracker.open and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.app.tracker.open == 0  # the server noticed and let go
+
+
+def test_status_models_answer_that_status_and_a_401_echoes_the_key(server: SimServer) -> None:
+    status, _, raw = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "status-401", "messages": MESSAGES},
+        {"authorization": "Bearer sk-echo-me-123"},
+    )
+    assert status == 401 and b"sk-echo-me-123" in raw
+    status, _, _ = post(
+        server, "/v1/chat/completions", {"model": "status-409", "messages": MESSAGES}
+    )
+    assert status == 409
+
+
+def test_enforced_rpm_answers_real_429s_with_a_precise_retry_after(server: SimServer) -> None:
+    server.configure(rpm=60)  # a bucket of one request, refilled once a second
+    assert chat(server)[0] == 200
+    status, headers, _ = chat(server)
+    assert status == 429
+    assert 0 < int(headers["retry-after-ms"]) <= 1000
+    assert headers["retry-after"] == "1"
+
+
+def test_enforced_tpm(server: SimServer) -> None:
+    server.configure(tpm=60)  # one token a second: the first call runs into debt
+    assert chat(server)[0] == 200
+    assert chat(server)[0] == 429
+
+
+def test_stats_count_per_status_and_prompt(server: SimServer) -> None:
+    chat(server)
+    chat(server)
+    post(server, "/v1/chat/completions", {"model": "other", "messages": MESSAGES})
+    stats = server.stats()
+    key = prompt_hash(
+        "default", [Message("system", "You are terse."), Message("user", "Go vs Rust")]
+    )
+    assert stats["by_prompt"][key] == {"200": 2}
+    assert stats["requests"] == 3 and stats["by_status"] == {"200": 3}
+    server.reset()
+    assert server.stats()["requests"] == 0
+
+
+def test_config_checks() -> None:
+    from agentplex.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="p500"):
+        ServerConfig(p500=2).check()
+    with pytest.raises(ConfigError, match="add up"):
+        ServerConfig(**dict.fromkeys(FAULTS, 0.2)).check()
+
+
+def test_cli_sim_server_serves_on_loopback_and_stops_on_ctrl_c() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "agentplex", "sim-server", "--port", "0", "--latency", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert "http://127.0.0.1:" in line, line
+            port = int(line.split("http://127.0.0.1:")[1].split()[0])
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/v1/models")
+            assert conn.getresponse().status == 200
+            conn.close()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
