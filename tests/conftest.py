@@ -64,7 +64,7 @@ def server(sim_server: SimServer) -> SimServer:
     """The module's simulator server with fresh statistics and no faults or limits."""
     from agentplex.server import ServerConfig
 
-    sim_server.configure(**{k: v for k, v in vars_of(ServerConfig(scale=0.0)).items()})
+    sim_server.configure(**dict(vars_of(ServerConfig(scale=0.0)).items()))
     sim_server.reset()
     return sim_server
 

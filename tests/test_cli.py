@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -58,7 +59,10 @@ def test_run_sequential_strategy_and_summary(examples) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "layer 0 (6 in parallel)" in proc.stdout
-    assert "speedup 1.00x" in proc.stdout  # sequential: no overlap at all
+    # Sequential: no two nodes overlap, so the sum of node times never exceeds
+    # the wall time (it falls short of it by the engine's gaps between nodes).
+    speedup = float(re.search(r"speedup (\d+\.\d+)x", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert speedup <= 1.0
     assert "critical path:" in proc.stdout
     assert "output of documentation" in proc.stdout
 

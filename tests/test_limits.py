@@ -38,7 +38,8 @@ async def test_concurrency_limit_is_first_come_first_served() -> None:
 
     tasks = [asyncio.create_task(call(i)) for i in range(5)]
     await settle()
-    assert order == [0, 1] and waiting(tasks) == 3
+    assert order == [0, 1]
+    assert waiting(tasks) == 3
     limiter.release(tasks[0].result())  # type: ignore[arg-type]
     await settle()
     assert order == [0, 1, 2]
@@ -119,7 +120,8 @@ async def test_aimd_starts_pacing_at_a_fraction_of_the_measured_success_rate() -
     late = await limiter.acquire()
     limiter.release(late, "rate_limited")
     pace = limiter.pace()
-    assert pace is not None and pace == pytest.approx(0.9 * 20, rel=0.1)
+    assert pace is not None
+    assert pace == pytest.approx(0.9 * 20, rel=0.1)
     assert limiter.statistics().decreases == 1
 
 
@@ -132,21 +134,52 @@ async def test_aimd_cuts_once_per_round_trip_and_recovers_gradually() -> None:
         clock.t += 0.1
     limiter.release(tickets[0], "rate_limited")
     first = limiter.pace()
-    assert first is not None and first < 10
+    assert first is not None
+    assert first < 10
     limiter.release(tickets[1], "rate_limited")  # sent before the cut: says nothing new
     limiter.release(tickets[2], "rate_limited")
     assert limiter.pace() == first
     assert limiter.statistics().decreases == 1
-    clock.t += 1.0
+    for _ in range(5):  # most calls succeed again: later 429s may be noise
+        clock.t += 0.2
+        limiter.release(await limiter.acquire())
+    clock.t += 0.2
+    soon = await limiter.acquire()
+    limiter.release(soon, "rate_limited")  # within two seconds of the last cut: no cut
+    assert limiter.statistics().decreases == 1
+    clock.t += 1.5
     later = await limiter.acquire()
-    limiter.release(later, "rate_limited")  # sent after the cut: cut again
+    limiter.release(later, "rate_limited")  # two seconds on: cut again
+    assert limiter.statistics().decreases == 2
     second = limiter.pace()
-    assert second is not None and second < first
+    assert second is not None
+    assert second < first
     for _ in range(200):  # a long run of successes grows the pace back to the configured limit
         clock.t += 2.0
         limiter._pump()
         limiter.release(await limiter.acquire())
     assert limiter.pace() == pytest.approx(10.0)
+
+
+async def test_aimd_cuts_at_once_while_most_calls_are_rate_limited() -> None:
+    clock = Clock()
+    limiter = Limiter("k", Limits(), clock=clock)
+    for _ in range(20):  # 10 a second, all accepted
+        clock.t += 0.1
+        limiter.release(await limiter.acquire())
+    limiter.release(await limiter.acquire(), "rate_limited")
+    first = limiter.pace()
+    assert first is not None
+    for _ in range(8):  # from now on every call is a 429: the limit is far below the pace
+        clock.t += 0.5
+        limiter._pump()
+        limiter.release(await limiter.acquire(), "rate_limited")
+    # Cutting at most every two seconds would allow three cuts in these four
+    # seconds; once most calls in the window are 429s, each one cuts.
+    assert limiter.statistics().decreases > 3
+    pace = limiter.pace()
+    assert pace is not None
+    assert pace < first * 0.9**3
 
 
 async def test_non_adaptive_limits_ignore_429_for_pace() -> None:
@@ -165,7 +198,8 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
     await settle()
     limiter.release(held)
     await settle()
-    assert after.done() and limiter.statistics().in_flight == 1
+    assert after.done()
+    assert limiter.statistics().in_flight == 1
 
 
 async def test_a_ticket_granted_as_its_waiter_is_cancelled_is_given_back() -> None:
@@ -186,7 +220,8 @@ async def test_limiters_are_shared_per_key_and_reconfigured() -> None:
     b = limiter_for("openai|url|acct|gpt", Limits(rpm=100))
     assert a is b
     c = limiter_for("openai|url|acct|gpt", Limits(rpm=50))
-    assert c is a and a.limits.rpm == 50
+    assert c is a
+    assert a.limits.rpm == 50
     assert limiter_for("openai|url|acct|other", Limits()) is not a
     reset_limiters()
     assert limiter_for("openai|url|acct|gpt", Limits()) is not a

@@ -79,7 +79,8 @@ def test_anthropic_answer_puts_the_system_prompt_first(server: SimServer) -> Non
 
 def test_anthropic_requires_max_tokens(server: SimServer) -> None:
     status, _, raw = post(server, "/v1/messages", {"model": "default", "messages": MESSAGES[1:]})
-    assert status == 400 and b"max_tokens" in raw
+    assert status == 400
+    assert b"max_tokens" in raw
 
 
 def test_models_and_unknown_routes(server: SimServer) -> None:
@@ -103,7 +104,8 @@ def test_missing_key_is_401(server: SimServer) -> None:
 
 def test_openai_stream_is_server_sent_events_with_usage(server: SimServer) -> None:
     status, headers, raw = chat(server, stream=True, stream_options={"include_usage": True})
-    assert status == 200 and headers["content-type"] == "text/event-stream"
+    assert status == 200
+    assert headers["content-type"] == "text/event-stream"
     events = [line[6:] for line in raw.decode().split("\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -170,7 +172,8 @@ def test_status_models_answer_that_status_and_a_401_echoes_the_key(server: SimSe
         {"model": "status-401", "messages": MESSAGES},
         {"authorization": "Bearer sk-echo-me-123"},
     )
-    assert status == 401 and b"sk-echo-me-123" in raw
+    assert status == 401
+    assert b"sk-echo-me-123" in raw
     status, _, _ = post(
         server, "/v1/chat/completions", {"model": "status-409", "messages": MESSAGES}
     )
@@ -201,7 +204,8 @@ def test_stats_count_per_status_and_prompt(server: SimServer) -> None:
         "default", [Message("system", "You are terse."), Message("user", "Go vs Rust")]
     )
     assert stats["by_prompt"][key] == {"200": 2}
-    assert stats["requests"] == 3 and stats["by_status"] == {"200": 3}
+    assert stats["requests"] == 3
+    assert stats["by_status"] == {"200": 3}
     server.reset()
     assert server.stats()["requests"] == 0
 

@@ -200,7 +200,7 @@ class _Run:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.release_slot()  # the slot was handed over just as we were cancelled
-            else:
+            elif waiter in self.waiters:  # release_slot() may have dropped it already
                 self.waiters.remove(waiter)
             raise
         slot.held = True  # release() handed its slot to this waiter

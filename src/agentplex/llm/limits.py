@@ -21,9 +21,12 @@ What a ticket waits for, first come first served:
 told us about it. On the first one the limiter starts pacing at a fraction
 (``decrease``) of the success rate it has just measured, and on each later one
 it cuts the pace by the same factor, at most once per round trip (a 429 for a
-request sent before the last cut says nothing new). Each second without a 429
-the pace grows by ``increase`` of itself, so a run settles just under the
-provider's real limit and keeps probing it, instead of hammering it.
+request sent before the last cut says nothing new) and at most once every two
+seconds. Each second without a cut the pace grows by ``increase`` of itself,
+so a run settles just under the provider's real limit and keeps probing it,
+instead of hammering it. Growth over two seconds (12%) outweighs one cut
+(10%), so 429s that come at any rate (an overloaded provider, a fault
+injector) slow a run down without starving it.
 
 The limiter is plain state plus futures of the running loop: it costs nothing
 when no limit is set and no 429 has been seen. It may be shared by runs one
@@ -46,6 +49,9 @@ Outcome = Literal["ok", "rate_limited", "error"]
 
 _WINDOW_S = 2.0
 """How far back the success rate is measured."""
+_CUT_EVERY_S = 2.0
+"""At most one cut per this long, so a share of 429s that does not depend on
+the rate (an overloaded provider) slows a run down but cannot starve it."""
 _MIN_RATE = 1 / 60
 """The adaptive pace never drops below one request a minute."""
 
@@ -64,7 +70,7 @@ class Limits:
     """Slow down on 429 and recover gradually (AIMD)."""
     decrease: float = 0.9
     """Multiply the pace by this on a 429."""
-    increase: float = 0.05
+    increase: float = 0.06
     """Grow the pace by this fraction of itself per second without a 429."""
     retry_after_max_s: float = 60.0
     """Cap on how long one Retry-After pauses the key."""
@@ -140,7 +146,8 @@ class Limiter:
         """Pace learned from 429s, in requests per second (None until the first one)."""
         self._grown = now
         self._last_cut = -math.inf
-        self._successes: collections.deque[float] = collections.deque()
+        self._outcomes: collections.deque[tuple[float, bool]] = collections.deque()
+        """(time, was a 429) of the calls that ended in the last window (adaptive only)."""
         self._sent: collections.deque[float] = collections.deque()
         self._first_call: float | None = None
         self.configure(limits or Limits())
@@ -263,42 +270,57 @@ class Limiter:
         limits = self.limits
         if limits.tpm is not None and tokens_used is not None:
             self._tok_level -= tokens_used - ticket.tokens  # reconcile the estimate
+        if limits.adaptive and outcome != "error":
+            outcomes = self._outcomes
+            outcomes.append((now, outcome == "rate_limited"))
+            while outcomes[0][0] < now - _WINDOW_S:
+                outcomes.popleft()
         if outcome == "ok":
             if limits.adaptive:
-                self._successes.append(now)
                 self._grow(now)
         elif outcome == "rate_limited":
             self._rate_limited += 1
             if retry_after_s is not None and retry_after_s > 0:
                 pause = min(retry_after_s, limits.retry_after_max_s)
                 self._paused_until = max(self._paused_until, now + pause)
-            if limits.adaptive and ticket.sent_at >= self._last_cut:
-                self._cut(now)
+            if limits.adaptive and ticket.sent_at >= self._last_cut:  # once per round trip
+                self._maybe_cut(now)
         self._pump()
 
-    def _rate(self, times: collections.deque[float], now: float) -> float | None:
-        """Events per second over the window, or None with too few to tell."""
-        while times and times[0] < now - _WINDOW_S:
-            times.popleft()
-        if len(times) < 3:
+    def _per_s(self, count: int, now: float) -> float | None:
+        """``count`` events over the window as a rate, or None with too few to tell."""
+        if count < 3:
             return None
         span = min(_WINDOW_S, now - (self._first_call if self._first_call is not None else now))
-        return len(times) / max(span, 0.25)
+        return count / max(span, 0.25)
 
-    def _cut(self, now: float) -> None:
-        """Multiplicative decrease, once per round trip.
+    def _maybe_cut(self, now: float) -> None:
+        """Multiplicative decrease of the pace, unless the last cut was too recent.
 
-        The new pace is a fraction of the lower of the current pace and the
-        success rate just measured (what the provider really accepts). With no
-        pace yet and too few successes to measure, the send rate stands in.
+        While most recent calls get 429 the limit is clearly exceeded: the pace
+        is cut at once, to a fraction of the success rate (what the provider
+        really accepts) if that can be measured. Otherwise the 429s may be
+        noise (an overloaded provider answers some at any rate), so the pace is
+        cut from where it is, at most once every two seconds.
         """
         self._refill(now)
+        limited = sum(1 for _, was_429 in self._outcomes if was_429)
+        total = len(self._outcomes)
+        over = limited * 2 >= total
+        if not over and now - self._last_cut < _CUT_EVERY_S:
+            return
         current = self.pace()
-        succeeded = self._rate(self._successes, now)
-        candidates = [r for r in (current, succeeded) if r is not None]
-        if not candidates:
-            candidates = [self._rate(self._sent, now) or 1.0]
-        self._adapted = max(_MIN_RATE, min(candidates) * self.limits.decrease)
+        if current is None:  # the first cut: start from the send rate (the demand)
+            sent = self._sent
+            while sent and sent[0] < now - _WINDOW_S:
+                sent.popleft()
+            current = self._per_s(len(sent), now) or 1.0
+            sent.clear()
+        if over:
+            accepted = self._per_s(total - limited, now)
+            if accepted is not None:
+                current = min(current, accepted)
+        self._adapted = max(_MIN_RATE, current * self.limits.decrease)
         self._req_level = min(self._req_level, 0.0)
         self._last_cut = now
         self._grown = now
