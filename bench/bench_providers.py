@@ -7,7 +7,10 @@ Prints, side by side from one invocation:
     the same SDK making the same calls with the same concurrency, both against
     a zero-latency server, alternating rounds; the ratio is agentplex's
     overhead (target <= 15%);
-(b) makespan of 1,000 concurrent calls at 1 s latency (target <= 1.5 s);
+(b) makespan of 1,000 concurrent calls at 1 s latency (target <= 1.5 s),
+    next to the same calls from the bare SDK, from a raw asyncio HTTP client
+    (the server's own floor) and through the in-process ``sim`` provider (the
+    engine's floor), so a miss can be placed;
 (c) the rate limit: the server enforces 600 RPM; agentplex is *not* told the
     limit and has to find it from the 429s. After the first 10 s the success
     rate should be >= 90% of the limit with fewer than 5% of responses 429;
@@ -36,6 +39,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from importlib.util import find_spec
 from typing import Any
 
 import agentplex as ap
@@ -93,11 +97,17 @@ def url_of(root: str, kind: str) -> str:
 # -- (a) overhead over the bare SDK -------------------------------------------------
 
 
-async def bare_sdk(kind: str, root: str, n: int, concurrency: int) -> float:
-    """The same calls with the SDK alone: one client, a semaphore, gather."""
+async def bare_sdk(kind: str, root: str, n: int, concurrency: int, *, raw: bool = False) -> float:
+    """The same calls with the SDK alone: one client, a semaphore, gather.
+
+    The client uses the transport agentplex uses (aiohttp when installed).
+    ``raw``: through the client's raw ``post`` with a JSON body, as agentplex
+    does, instead of the typed ``create`` method.
+    """
     import httpx2
 
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    transport = "DefaultAioHttpClient" if find_spec("aiohttp") else "DefaultAsyncHttpxClient"
     system = ap.BUILTIN_ROLES["researcher"].system_prompt
     semaphore = asyncio.Semaphore(concurrency)
     if kind == "openai":
@@ -107,19 +117,22 @@ async def bare_sdk(kind: str, root: str, n: int, concurrency: int) -> float:
             base_url=url_of(root, kind),
             api_key=KEY,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+            http_client=getattr(openai, transport)(limits=limits),
         )
 
         async def one(i: int) -> str:
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"call {i}"},
+            ]
             async with semaphore:
-                r = await client.chat.completions.create(
-                    model="sim",
-                    seed=0,
-                    messages=[
-                        {"role": "system", "content": system},
-                        {"role": "user", "content": f"call {i}"},
-                    ],
-                )
+                if raw:
+                    body = {"model": "sim", "seed": 0, "messages": messages}
+                    response = await client.post(
+                        "/chat/completions", body=body, cast_to=httpx2.Response
+                    )
+                    return str(json.loads(response.content)["choices"][0]["message"]["content"])
+                r = await client.chat.completions.create(model="sim", seed=0, messages=messages)
                 return str(r.choices[0].message.content)
     else:
         import anthropic
@@ -128,16 +141,20 @@ async def bare_sdk(kind: str, root: str, n: int, concurrency: int) -> float:
             base_url=url_of(root, kind),
             api_key=KEY,
             max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
+            http_client=getattr(anthropic, transport)(limits=limits),
         )
 
         async def one(i: int) -> str:
+            messages = [{"role": "user", "content": f"call {i}"}]
             async with semaphore:
+                if raw:
+                    body = {"model": "sim", "max_tokens": 1024, "system": system}
+                    response = await client.post(
+                        "/v1/messages", body={**body, "messages": messages}, cast_to=httpx2.Response
+                    )
+                    return str(json.loads(response.content)["content"][0]["text"])
                 r = await client.messages.create(
-                    model="sim",
-                    max_tokens=1024,
-                    system=system,
-                    messages=[{"role": "user", "content": f"call {i}"}],
+                    model="sim", max_tokens=1024, system=system, messages=messages
                 )
                 return str(r.content[0].text)
 
@@ -165,21 +182,25 @@ def through_agentplex(kind: str, root: str, wf: ap.CompiledWorkflow, concurrency
 def part_a(n: int, rounds: int, concurrency: int = 16) -> list[str]:
     lines = [
         f"(a) calls/s, zero latency, {n} calls, concurrency {concurrency}, "
-        f"median of {rounds} alternating rounds"
+        f"median of {rounds} alternating rounds; bare SDK = typed create() / raw post() "
+        "(agentplex's own path)"
     ]
     wf = flat(n).compile()
     with server("--latency", "0") as root:
         for kind in ("openai", "anthropic"):
-            through_agentplex(kind, root, wf, concurrency)  # warm up both paths
+            through_agentplex(kind, root, wf, concurrency)  # warm up every path
             asyncio.run(bare_sdk(kind, root, n, concurrency))
-            ours, bare = [], []
+            asyncio.run(bare_sdk(kind, root, n, concurrency, raw=True))
+            ours, typed, raw = [], [], []
             for _ in range(rounds):
                 ours.append(through_agentplex(kind, root, wf, concurrency))
-                bare.append(asyncio.run(bare_sdk(kind, root, n, concurrency)))
-            o, b = statistics.median(ours), statistics.median(bare)
+                typed.append(asyncio.run(bare_sdk(kind, root, n, concurrency)))
+                raw.append(asyncio.run(bare_sdk(kind, root, n, concurrency, raw=True)))
+            o, t, r = (statistics.median(x) for x in (ours, typed, raw))
             lines.append(
-                f"    {kind:9s}: agentplex {n / o:7.0f} calls/s | bare SDK {n / b:7.0f} calls/s | "
-                f"overhead {o / b - 1:+.1%} (target <= +15%)"
+                f"    {kind:9s}: agentplex {n / o:5.0f} calls/s | bare SDK {n / t:5.0f} / "
+                f"{n / r:5.0f} calls/s | agentplex overhead {o / t - 1:+.1%} / {o / r - 1:+.1%} "
+                "(target <= +15%)"
             )
     return lines
 
@@ -187,9 +208,42 @@ def part_a(n: int, rounds: int, concurrency: int = 16) -> list[str]:
 # -- (b) 1,000 concurrent calls at 1 s ----------------------------------------------
 
 
+async def raw_http(root: str, n: int) -> float:
+    """The same calls from a minimal asyncio HTTP/1.1 client: what the server allows."""
+    host, port = root.removeprefix("http://").split(":")
+
+    async def one(i: int) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps(
+            {"model": "sim", "messages": [{"role": "user", "content": f"call {i}"}]}
+        ).encode()
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        headers = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in headers.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
 def part_b(n: int) -> list[str]:
     wf = flat(n).compile()
     with server("--latency", "1.0") as root:
+        warm = flat(50).compile()
+        through_agentplex("openai", root, warm, 50)
+        asyncio.run(bare_sdk("openai", root, 50, 50))
         t0 = time.perf_counter()
         result = ap.run(
             wf,
@@ -200,11 +254,22 @@ def part_b(n: int) -> list[str]:
         )
         makespan = time.perf_counter() - t0
         peak = stats(root)["connections"]["peak"]
+        bare = asyncio.run(bare_sdk("openai", root, n, n))
+        bare_raw = asyncio.run(bare_sdk("openai", root, n, n, raw=True))
+        raw = asyncio.run(raw_http(root, n))
     assert result.ok, result.counts()
+    t0 = time.perf_counter()
+    sim = ap.run(flat(n).compile(), model="sim:default", sim_scale=0, max_concurrency=n)
+    engine = time.perf_counter() - t0 + 1.0  # the same calls with the 1 s latency added back
+    assert sim.ok
+    transport = "aiohttp" if find_spec("aiohttp") else "httpx"
     return [
-        f"(b) {n} concurrent calls at 1.0 s latency: makespan {makespan:.2f}s "
-        f"= {makespan:.2f}x the latency (target <= 1.5 s), run wall {result.wall_s:.2f}s, "
-        f"{peak} connections at peak"
+        f"(b) {n} concurrent calls at 1.0 s latency (target <= 1.5 s), {transport} transport:",
+        f"    agentplex openai provider {makespan:5.2f}s ({peak} connections at peak)",
+        f"    bare openai SDK, create() {bare:5.2f}s   agentplex/bare {makespan / bare:.2f}",
+        f"    bare openai SDK, post()   {bare_raw:5.2f}s   agentplex/bare {makespan / bare_raw:.2f}",
+        f"    raw asyncio HTTP client   {raw:5.2f}s   (the server's floor)",
+        f"    in-process sim + 1.0 s    {engine:5.2f}s   (the engine's floor)",
     ]
 
 

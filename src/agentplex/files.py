@@ -342,11 +342,11 @@ class _FileReader:
                     raise ConfigError(f"{where}: providers.{name} must be a mapping.")
                 configs[str(name)] = provider_config_from_data(str(name), spec, where)
             except ConfigError as exc:
-                problem = str(exc).removeprefix(f"{where}: ")
+                problem, _, fix = str(exc).removeprefix(f"{where}: ").partition(" Fix: ")
                 self.problem(
                     SchemaError,
                     problem,
-                    "see 'Providers' in the README.",
+                    fix or "see 'Providers' in the README.",
                     mapping=raw,
                     key=name,
                     field="providers",

@@ -39,20 +39,35 @@ class AnthropicProvider(SdkProvider):
         params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
         if system:
             params["system"] = system
-        messages_api = self.client.messages
         if request.on_text is None:
-            response = await messages_api.create(model=request.model, messages=messages, **params)
-        else:
-            async with messages_api.stream(
-                model=request.model, messages=messages, **params
-            ) as stream:
-                async for piece in stream.text_stream:
-                    request.on_text(piece)
-                response = await stream.get_final_message()
-        content = getattr(response, "content", None)
-        if not isinstance(content, list):
-            raise self.malformed("no content blocks")
-        text = "".join(b.text for b in content if getattr(b, "type", None) == "text")
-        usage = Usage(int(response.usage.input_tokens), int(response.usage.output_tokens))
-        finish = response.stop_reason or "end_turn"
-        return Completion(text, usage, request.model, self.label, 0.0, finish)
+            data = await self.post_json(
+                "/v1/messages", {"model": request.model, "messages": messages, **params}
+            )
+            blocks = data.get("content")
+            usage = data.get("usage")
+            if not isinstance(blocks, list) or not isinstance(usage, dict):
+                raise self.malformed("no content blocks or usage")
+            text = "".join(
+                str(b.get("text", ""))
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "text"
+            )
+            try:
+                tokens = Usage(
+                    int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+                )
+            except (TypeError, ValueError):
+                raise self.malformed("usage is not a pair of token counts") from None
+            finish = data.get("stop_reason") or "end_turn"
+            return Completion(text, tokens, request.model, self.label, 0.0, finish)
+        async with self.client.messages.stream(
+            model=request.model, messages=messages, **params
+        ) as stream:
+            async for piece in stream.text_stream:
+                request.on_text(piece)
+            response = await stream.get_final_message()
+        text = "".join(b.text for b in response.content if getattr(b, "type", None) == "text")
+        tokens = Usage(int(response.usage.input_tokens), int(response.usage.output_tokens))
+        return Completion(
+            text, tokens, request.model, self.label, 0.0, response.stop_reason or "end_turn"
+        )

@@ -101,7 +101,8 @@ class ProviderConfig:
     limits: Limits = field(default_factory=Limits)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    """Provider-specific options (the simulator's ``scale``)."""
+    """Provider-specific options: the simulator's ``scale``; the SDK providers'
+    ``transport`` (``aiohttp``, the default when installed, or ``httpx``)."""
 
     def merged(self, **changes: Any) -> ProviderConfig:
         """Return a copy with the non-None ``changes`` applied (limits field by field)."""
@@ -218,6 +219,7 @@ def provider_config_from_data(name: str, data: Mapping[str, Any], where: str) ->
         "rpm",
         "tpm",
         "adaptive",
+        "transport",
     }
     if "api_key" in data:
         raise ConfigError(
@@ -248,6 +250,9 @@ def provider_config_from_data(name: str, data: Mapping[str, Any], where: str) ->
     timeout = data.get("timeout_s")
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
         raise ConfigError(f"{where}: providers.{name}.timeout_s must be a number > 0.")
+    transport = data.get("transport")
+    if transport not in (None, "aiohttp", "httpx"):
+        raise ConfigError(f"{where}: providers.{name}.transport must be aiohttp or httpx.")
     for field_name in ("base_url", "api_key_env"):
         if data.get(field_name) is not None and not isinstance(data[field_name], str):
             raise ConfigError(f"{where}: providers.{name}.{field_name} must be a string.")
@@ -258,4 +263,5 @@ def provider_config_from_data(name: str, data: Mapping[str, Any], where: str) ->
         timeout_s=timeout,
         limits=limits,
         headers=MappingProxyType({str(k): str(v) for k, v in headers.items()}),
+        options=MappingProxyType({"transport": transport} if transport else {}),
     )

@@ -102,12 +102,12 @@ def map_sdk_error(
     if isinstance(exc, sdk.APIStatusError):
         headers = {k.lower(): v for k, v in exc.response.headers.items()}
         return status_error(provider, exc.status_code, _body_message(exc.body, str(exc)), headers)
-    if isinstance(exc, sdk.APITimeoutError):
+    if isinstance(exc, sdk.APITimeoutError) and not _dropped(exc):
         return ProviderError(
             provider, f"request timed out after {timeout_s:g}s", retryable=True, status=None
         )
     if isinstance(exc, sdk.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
+        cause = _root(exc)
         detail = f" ({type(cause).__name__}: {cause})" if cause else ""
         return ProviderError(
             provider, redact(f"connection failed{detail}"), retryable=True, status=None
@@ -117,3 +117,27 @@ def map_sdk_error(
             provider, f"malformed response body ({redact(str(exc))[:120]})", retryable=True
         )
     return None
+
+
+def _root(exc: BaseException) -> BaseException | None:
+    """Return the innermost cause of ``exc``, or None if it has none."""
+    seen: list[BaseException] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return seen[-1] if seen else None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether an SDK "timeout" really is a connection the server closed.
+
+    The SDKs' aiohttp transport reports every aiohttp connection error (a
+    server disconnecting mid-request included) as a connect timeout.
+    """
+    cause = _root(exc)
+    return (
+        cause is not None
+        and type(cause).__module__.startswith("aiohttp")
+        and not isinstance(cause, TimeoutError)
+    )

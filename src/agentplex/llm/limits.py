@@ -19,14 +19,19 @@ What a ticket waits for, first come first served:
 
 *Adaptive rate (AIMD).* A 429 means a limit was hit, whether or not the user
 told us about it. On the first one the limiter starts pacing at a fraction
-(``decrease``) of the success rate it has just measured, and on each later one
-it cuts the pace by the same factor, at most once per round trip (a 429 for a
-request sent before the last cut says nothing new) and at most once every two
-seconds. Each second without a cut the pace grows by ``increase`` of itself,
+(``decrease``) of the rate it was sending at, and on each later one it cuts the
+pace by the same factor, at most once per round trip (a 429 for a request sent
+before the last cut says nothing new); while most recent calls get 429s it
+cuts to a fraction of the success rate instead, the rate the provider really
+accepts. Each second without a 429 the pace grows by ``increase`` of itself,
 so a run settles just under the provider's real limit and keeps probing it,
-instead of hammering it. Growth over two seconds (12%) outweighs one cut
-(10%), so 429s that come at any rate (an overloaded provider, a fault
-injector) slow a run down without starving it.
+instead of hammering it.
+
+A cut never goes below half the best success rate of the last 30 seconds
+(measured over two-second windows): the provider has just shown it accepts
+that much. A real limit is never above it, so this floor does not get in the
+way of settling under one; but 429s that come at any rate (an overloaded
+provider, a fault injector) slow a run down to it instead of to a crawl.
 
 The limiter is plain state plus futures of the running loop: it costs nothing
 when no limit is set and no 429 has been seen. It may be shared by runs one
@@ -49,9 +54,8 @@ Outcome = Literal["ok", "rate_limited", "error"]
 
 _WINDOW_S = 2.0
 """How far back the success rate is measured."""
-_CUT_EVERY_S = 2.0
-"""At most one cut per this long, so a share of 429s that does not depend on
-the rate (an overloaded provider) slows a run down but cannot starve it."""
+_BEST_FOR_S = 30.0
+"""How long the best success rate seen stays the floor of cuts."""
 _MIN_RATE = 1 / 60
 """The adaptive pace never drops below one request a minute."""
 
@@ -70,7 +74,7 @@ class Limits:
     """Slow down on 429 and recover gradually (AIMD)."""
     decrease: float = 0.9
     """Multiply the pace by this on a 429."""
-    increase: float = 0.06
+    increase: float = 0.03
     """Grow the pace by this fraction of itself per second without a 429."""
     retry_after_max_s: float = 60.0
     """Cap on how long one Retry-After pauses the key."""
@@ -148,6 +152,11 @@ class Limiter:
         self._last_cut = -math.inf
         self._outcomes: collections.deque[tuple[float, bool]] = collections.deque()
         """(time, was a 429) of the calls that ended in the last window (adaptive only)."""
+        self._window_ok = 0
+        """Successes in ``_outcomes``."""
+        self._best = 0.0
+        self._best_at = -math.inf
+        """Best success rate over a full window in the last ``_BEST_FOR_S``, and when."""
         self._sent: collections.deque[float] = collections.deque()
         self._first_call: float | None = None
         self.configure(limits or Limits())
@@ -271,10 +280,7 @@ class Limiter:
         if limits.tpm is not None and tokens_used is not None:
             self._tok_level -= tokens_used - ticket.tokens  # reconcile the estimate
         if limits.adaptive and outcome != "error":
-            outcomes = self._outcomes
-            outcomes.append((now, outcome == "rate_limited"))
-            while outcomes[0][0] < now - _WINDOW_S:
-                outcomes.popleft()
+            self._observe(now, outcome == "rate_limited")
         if outcome == "ok":
             if limits.adaptive:
                 self._grow(now)
@@ -287,6 +293,19 @@ class Limiter:
                 self._maybe_cut(now)
         self._pump()
 
+    def _observe(self, now: float, was_429: bool) -> None:
+        """Record an outcome in the window; track the best success rate."""
+        outcomes = self._outcomes
+        outcomes.append((now, was_429))
+        self._window_ok += not was_429
+        while outcomes[0][0] < now - _WINDOW_S:
+            self._window_ok -= not outcomes.popleft()[1]
+        first = self._first_call if self._first_call is not None else now
+        if now - first >= _WINDOW_S:  # a full window: the rate is not a burst's
+            rate = self._window_ok / _WINDOW_S
+            if rate >= self._best or now - self._best_at > _BEST_FOR_S:
+                self._best, self._best_at = rate, now
+
     def _per_s(self, count: int, now: float) -> float | None:
         """``count`` events over the window as a rate, or None with too few to tell."""
         if count < 3:
@@ -295,20 +314,10 @@ class Limiter:
         return count / max(span, 0.25)
 
     def _maybe_cut(self, now: float) -> None:
-        """Multiplicative decrease of the pace, unless the last cut was too recent.
-
-        While most recent calls get 429 the limit is clearly exceeded: the pace
-        is cut at once, to a fraction of the success rate (what the provider
-        really accepts) if that can be measured. Otherwise the 429s may be
-        noise (an overloaded provider answers some at any rate), so the pace is
-        cut from where it is, at most once every two seconds.
-        """
+        """Multiplicative decrease of the pace (see the module docstring)."""
         self._refill(now)
-        limited = sum(1 for _, was_429 in self._outcomes if was_429)
         total = len(self._outcomes)
-        over = limited * 2 >= total
-        if not over and now - self._last_cut < _CUT_EVERY_S:
-            return
+        limited = total - self._window_ok
         current = self.pace()
         if current is None:  # the first cut: start from the send rate (the demand)
             sent = self._sent
@@ -316,11 +325,15 @@ class Limiter:
                 sent.popleft()
             current = self._per_s(len(sent), now) or 1.0
             sent.clear()
-        if over:
-            accepted = self._per_s(total - limited, now)
+        if limited * 2 >= total:  # mostly 429s: far over the limit
+            accepted = self._per_s(self._window_ok, now)
             if accepted is not None:
                 current = min(current, accepted)
-        self._adapted = max(_MIN_RATE, current * self.limits.decrease)
+        floor = self._best / 2 if now - self._best_at <= _BEST_FOR_S else 0.0
+        cut = max(_MIN_RATE, floor, current * self.limits.decrease)
+        if self._adapted is not None and cut >= self._adapted:
+            return  # already at the floor
+        self._adapted = cut
         self._req_level = min(self._req_level, 0.0)
         self._last_cut = now
         self._grown = now

@@ -33,20 +33,24 @@ class OpenAIProvider(SdkProvider):
     async def _call(self, request: Request) -> Completion:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         params = sampling_options(request)
-        create = self.client.chat.completions.create
         if request.on_text is None:
-            response = await create(model=request.model, messages=messages, **params)
-            choices = getattr(response, "choices", None)
-            if not choices or not isinstance(getattr(choices[0].message, "content", None), str):
-                raise self.malformed("no choices[0].message.content")
-            text = choices[0].message.content
-            finish = choices[0].finish_reason or "stop"
-            usage = _usage(response.usage, request, text)
+            data = await self.post_json(
+                "/chat/completions", {"model": request.model, "messages": messages, **params}
+            )
+            try:
+                choice = data["choices"][0]
+                text = choice["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                raise self.malformed("no choices[0].message.content") from None
+            if not isinstance(text, str):
+                raise self.malformed("choices[0].message.content is not text")
+            usage = _usage(data.get("usage"), request, text)
+            finish = choice.get("finish_reason") or "stop"
             return Completion(text, usage, request.model, self.label, 0.0, finish)
         pieces: list[str] = []
         reported: Any = None
         finish = "stop"
-        stream = await create(
+        stream = await self.client.chat.completions.create(
             model=request.model,
             messages=messages,
             stream=True,
@@ -71,9 +75,18 @@ class OpenAIProvider(SdkProvider):
 
 
 def _usage(reported: Any, request: Request, text: str) -> Usage:
-    """The endpoint's usage report, or an estimate when it sends none (some local servers)."""
-    if reported is not None and getattr(reported, "prompt_tokens", None) is not None:
-        return Usage(int(reported.prompt_tokens), int(reported.completion_tokens or 0))
+    """The endpoint's usage report, or an estimate when it sends none (some local servers).
+
+    ``reported`` is the JSON object or the SDK's model of it.
+    """
+
+    def get(name: str) -> Any:
+        return reported.get(name) if isinstance(reported, dict) else getattr(reported, name, None)
+
+    prompt = get("prompt_tokens") if reported is not None else None
+    completion = get("completion_tokens") if reported is not None else None
+    if isinstance(prompt, int) and isinstance(completion, int | None):
+        return Usage(prompt, completion or 0)
     return Usage(sum(estimate_tokens(m.content) for m in request.messages), estimate_tokens(text))
 
 
