@@ -43,6 +43,7 @@ from importlib.util import find_spec
 from typing import Any
 
 import agentplex as ap
+from agentplex.llm.limits import _LIMITERS, reset_limiters
 
 KEY = "sk-bench-0000000000000000"
 
@@ -280,6 +281,7 @@ def part_c(seconds: float, rpm: int = 600) -> list[str]:
     per_s = rpm / 60
     n = int(per_s * seconds)
     wf = flat(n, "limited").compile()
+    reset_limiters()  # start from nothing learned
     with server("--latency", "0.5", "--rpm", str(rpm)) as root:
         t0 = time.perf_counter()
         result = ap.run(
@@ -302,15 +304,16 @@ def part_c(seconds: float, rpm: int = 600) -> list[str]:
     rate = ok / span / per_s if span > 0 else float("nan")
     share = limited / max(1, len(late))
     early = [s for t, s in timeline if t < 10.0]
-    from agentplex.llm.limits import _LIMITERS
-
-    pace = [lim.statistics().pace_rps for lim in _LIMITERS.values()]
+    (limiter,) = _LIMITERS.values()
+    learned = limiter.statistics()
     return [
         f"(c) server enforces {rpm} RPM, client not told; {n} calls at 0.5 s, concurrency 64, "
         f"{wall:.1f}s in all",
         f"    first 10 s: {early.count('200')} ok, {early.count('429')} x 429",
         f"    after 10 s: success rate {rate:.1%} of the limit (target >= 90%), "
-        f"429 share {share:.1%} (target < 5%); final pace {pace[0] if pace else None}",
+        f"429 share {share:.1%} (target < 5%)",
+        f"    the limiter: {learned.decreases} cuts, final pace {learned.pace_rps or 0:.2f}/s "
+        f"(the limit is {per_s:.2f}/s)",
     ]
 
 
