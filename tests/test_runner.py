@@ -526,37 +526,3 @@ def test_runner_runs_each_node_once_after_deps_within_limit(deps, strategy, limi
     assert result.ok
     assert sorted(order) == sorted(deps)
     assert peak <= (1 if strategy == "sequential" else limit)
-
-
-async def test_a_slot_waiter_cancelled_after_a_release_dropped_it() -> None:
-    """Regression: a node cancelled (a timeout, fail-fast) while queued for a
-    slot, whose waiter a release in the same loop turn had already dropped,
-    raised ValueError from the cancellation instead of CancelledError."""
-    from agentplex.options import RunOptions
-    from agentplex.runner import _Run, _Slot
-
-    wf = ap.Workflow("slots")
-    wf.agent("researcher", "Go", id="a")
-    run = _Run(
-        wf.compile(),
-        {},
-        RunOptions(max_concurrency=1),
-        [],
-        run_id="r",
-        clock=time.perf_counter,
-        sleep=asyncio.sleep,
-        rng=random.Random(0),
-    )
-    run.group = asyncio.TaskGroup()  # never entered: nothing is dispatched
-    run.stopping = True
-    holder = _Slot(False)
-    await run.acquire(holder)  # the only slot
-    queued = asyncio.create_task(run.acquire(_Slot(False)))
-    await asyncio.sleep(0)
-    assert len(run.waiters) == 1
-    queued.cancel()  # its waiter future is cancelled now, its except clause runs later
-    run.release(holder)  # ...after this release has popped and skipped the cancelled waiter
-    with pytest.raises(asyncio.CancelledError):
-        await queued
-    assert run.busy == 0
-    assert not run.waiters

@@ -11,6 +11,7 @@ retries or timeouts: those belong to :mod:`agentplex.runner`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -68,6 +69,35 @@ class NodeBodies:
                 self.where[node_id] = body.resolved_executor()
                 self.labels[node_id] = node.kind
 
+    def for_item(
+        self, run_id: str, inputs: Mapping[str, Any], *, model: str | None = None
+    ) -> NodeBodies:
+        """Return the bodies of one batch item: this run's providers, executors
+        and prices (shared, closed by this object's owner), the item's inputs,
+        and ``model`` for the agents that name none.
+
+        Raises:
+            ConfigError: if ``model`` is not a valid model string.
+        """
+        item = copy.copy(self)
+        item.run_id = run_id
+        item.inputs = inputs
+        if model is not None and model != self.options.model:
+            item.default_model = self._parse(None, model)
+            item.models = dict(self.models)
+            for node_id, node in self.wf.nodes.items():
+                body = node.body if isinstance(node, MapNode) else node
+                if isinstance(body, AgentNode) and body.model is None:
+                    item.models[node_id] = item.default_model
+        return item
+
+    def providers_in_use(self) -> set[str]:
+        """Names of the provider configurations this run's agents call."""
+        names = {ref.provider for ref in self.models.values()}
+        if any(self.wf.bindings[n].needs_ctx for n in self.where):
+            names.add(self.default_model.provider)  # ctx.ask uses the default model
+        return names
+
     def _parse(self, node_id: str | None, spec: str) -> ModelRef:
         try:
             return self.providers.parse(spec)
@@ -83,9 +113,7 @@ class NodeBodies:
             ConfigError: a missing key, unreachable endpoint or bad setting, saying what to set.
             MissingExtraError: a provider SDK that is not installed.
         """
-        names = {ref.provider for ref in self.models.values()}
-        if any(self.wf.bindings[n].needs_ctx for n in self.where):
-            names.add(self.default_model.provider)  # ctx.ask uses the default model
+        names = self.providers_in_use()
         if self.options.preflight:
             await self.providers.preflight(names)
         else:

@@ -29,7 +29,6 @@ Policy.
 from __future__ import annotations
 
 import asyncio
-import collections
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -49,6 +48,7 @@ from agentplex.options import RunOptions
 from agentplex.result import NodeResult, NodeStatus, RunResult
 from agentplex.retry import backoff_delay, describe, is_retryable
 from agentplex.scheduler import Scheduler
+from agentplex.slots import Slot, SlotPool
 from agentplex.validation import resolve_inputs
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
 
@@ -57,15 +57,6 @@ T = TypeVar("T")
 
 class _FailFast(Exception):
     """Raised by a node task to make the TaskGroup cancel its siblings."""
-
-
-class _Slot:
-    """Whether one unit of work holds a concurrency slot right now."""
-
-    __slots__ = ("held",)
-
-    def __init__(self, held: bool) -> None:
-        self.held = held
 
 
 class _Run:
@@ -82,6 +73,10 @@ class _Run:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
+        slots: SlotPool | None = None,
+        bodies: NodeBodies | None = None,
+        priority: float = 0.0,
+        arrival: int = 0,
     ) -> None:
         options.check()
         self.wf = compiled
@@ -89,13 +84,22 @@ class _Run:
         self.inputs = resolve_inputs(compiled, inputs)
         self.options = options
         self.strategy = options.resolved_strategy()
-        self.limit = 1 if self.strategy == "sequential" else options.max_concurrency
+        limit = 1 if self.strategy == "sequential" else options.max_concurrency
+        self.slots = slots or SlotPool(limit)
+        """Shared with the other items of a batch; the run's own otherwise."""
+        self.priority = priority
+        self.arrival = arrival
         self.observers = list(observers)
         self.run_id = run_id or new_run_id()
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
-        self.bodies = NodeBodies(compiled, options, run_id=self.run_id, inputs=self.inputs)
+        self.owns_bodies = bodies is None
+        if bodies is None:
+            bodies = NodeBodies(compiled, options, run_id=self.run_id, inputs=self.inputs)
+        else:  # a batch item: the batch's providers and executors, this item's inputs
+            bodies = bodies.for_item(self.run_id, self.inputs)
+        self.bodies = bodies
         self.scheduler = Scheduler(
             compiled.deps, strategy=self.strategy, estimates=compiled.estimates()
         )
@@ -108,8 +112,6 @@ class _Run:
         self.errors: dict[str, tuple[str, str]] = {}
         self.usage: dict[str, Usage] = {}
         self.streaming = options.stream and bool(self.observers)
-        self.busy = 0
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.stopping = False
         self.group: asyncio.TaskGroup | None = None
         self.t0 = 0.0
@@ -126,11 +128,12 @@ class _Run:
     # -- the run ----------------------------------------------------------------
 
     async def execute(self) -> RunResult:
-        try:
-            await self.bodies.prepare()  # bad keys, URLs, extras fail before anything runs
-        except BaseException:
-            await self.bodies.aclose()
-            raise
+        if self.owns_bodies:
+            try:
+                await self.bodies.prepare()  # bad keys, URLs, extras fail before anything runs
+            except BaseException:
+                await self.bodies.aclose()
+                raise
         self.t0 = self.clock()
         self.emit(
             ev.RunStarted(
@@ -149,7 +152,7 @@ class _Run:
             try:
                 async with asyncio.TaskGroup() as group:
                     self.group = group
-                    self.dispatch()
+                    self.wake()
             except* _FailFast:
                 pass
         except BaseException:
@@ -157,10 +160,10 @@ class _Run:
             self.stopping = True
             self._cancel_pending()
             result = self.result(status)
-            await self.bodies.aclose()
+            await self.close()
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
             raise
-        await self.bodies.aclose()
+        await self.close()
         if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(
             self.nodes
         ):
@@ -169,59 +172,44 @@ class _Run:
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
         return result
 
+    async def close(self) -> None:
+        if self.owns_bodies:
+            await self.bodies.aclose()
+
+    def wake(self) -> None:
+        """Ask the slot pool to start this run's ready nodes, in turn with other runs."""
+        if self.scheduler.ready_count and not self.stopping:
+            self.slots.want(self, self.priority, self.arrival)
+        self.slots.feed()
+
     def dispatch(self) -> None:
-        """Start ready nodes while slots are free."""
-        scheduler = self.scheduler
+        """Start ready nodes while slots are free (called by the slot pool)."""
+        scheduler, pool = self.scheduler, self.slots
         group = self.group
         assert group is not None
-        while not self.stopping and self.busy < self.limit and scheduler.ready_count:
-            batch = scheduler.get_ready(self.limit - self.busy)
-            if not batch:
+        while not self.stopping and scheduler.ready_count:
+            free = pool.free()
+            if not free:
+                pool.want(self, self.priority, self.arrival)
                 return
+            batch = scheduler.get_ready(free)
+            if not batch:
+                return  # a layer barrier: the next node to end wakes the run
             for node_id in batch:
                 holds = node_id not in self.map_nodes
                 if holds:
-                    self.busy += 1
-                group.create_task(self.run_node(node_id, _Slot(holds)))
+                    pool.busy += 1
+                group.create_task(self.run_node(node_id, Slot(holds)))
 
-    # -- slots ------------------------------------------------------------------
+    async def acquire(self, slot: Slot) -> None:
+        await self.slots.acquire(slot)
 
-    async def acquire(self, slot: _Slot) -> None:
-        if slot.held:
-            return
-        if self.busy < self.limit and not self.waiters:
-            self.busy += 1
-            slot.held = True
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release_slot()  # the slot was handed over just as we were cancelled
-            elif waiter in self.waiters:  # release_slot() may have dropped it already
-                self.waiters.remove(waiter)
-            raise
-        slot.held = True  # release() handed its slot to this waiter
-
-    def release(self, slot: _Slot) -> None:
-        if slot.held:
-            slot.held = False
-            self.release_slot()
-
-    def release_slot(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # hand the slot over: busy stays the same
-                return
-        self.busy -= 1
-        self.dispatch()
+    def release(self, slot: Slot) -> None:
+        self.slots.release(slot)
 
     # -- one node ---------------------------------------------------------------
 
-    async def run_node(self, node_id: str, slot: _Slot) -> None:
+    async def run_node(self, node_id: str, slot: Slot) -> None:
         node = self.nodes[node_id]
         self.started[node_id] = self.now()
         try:
@@ -264,10 +252,10 @@ class _Run:
             self.emit(ev.NodeFinished(self.run_id, t, node_id, output, attempts, duration, usage))
             for ready in newly_ready:
                 self.emit(ev.NodeReady(self.run_id, t, ready))
-        if slot.held:
-            self.release(slot)  # hands the slot on and dispatches
-        else:
-            self.dispatch()
+        if self.scheduler.ready_count:
+            self.slots.want(self, self.priority, self.arrival)
+        self.release(slot)  # hands the slot on and dispatches
+        self.slots.feed()
 
     def text_sink(self, node_id: str) -> Callable[[str], None]:
         """Return the callback that turns a streamed piece of ``node_id``'s answer into an event."""
@@ -300,7 +288,7 @@ class _Run:
             self.stopping = True
             self._cancel_pending()
             raise _FailFast(node_id)
-        self.dispatch()
+        self.wake()
 
     def _cancel_pending(self) -> None:
         t = self.now()
@@ -312,7 +300,7 @@ class _Run:
         self,
         node_id: str,
         spec: Node,
-        slot: _Slot,
+        slot: Slot,
         attempt_fn: Callable[[int], Awaitable[T]],
         *,
         is_item: bool = False,
@@ -397,7 +385,7 @@ class _Run:
 
         async def one(index: int, item: Any) -> None:
             nonlocal done
-            slot = _Slot(False)
+            slot = Slot(False)
             try:
                 (output, usage), _ = await self.with_retries(
                     node.id,
