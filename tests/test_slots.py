@@ -20,7 +20,7 @@ class Run:
     def dispatch(self) -> None:
         while self.ready:
             if not self.pool.free():
-                self.pool.want(self, 0, self.arrival)
+                self.pool.want(self, 0, 0, self.arrival)
                 return
             self.pool.busy += 1
             self.slots.append(Slot(True))
@@ -76,10 +76,10 @@ async def test_hungry_runs_are_served_by_priority_then_arrival() -> None:
         "young": Run(pool, "young", 1, log, 1),
         "urgent": Run(pool, "urgent", 1, log, 2),
     }
-    pool.want(runs["young"], 0, 1)
-    pool.want(runs["old"], 0, 0)  # arrived first, queued second
-    pool.want(runs["urgent"], -1, 2)  # lower priority value first
-    pool.want(runs["old"], 0, 0)  # queued once only
+    pool.want(runs["young"], 0, 0, 1)
+    pool.want(runs["old"], 0, 0, 0)  # arrived first, queued second
+    pool.want(runs["urgent"], -1, 0, 2)  # lower priority value first
+    pool.want(runs["old"], 0, 0, 0)  # queued once only
     pool.release(first)
     pool.release(second)
     assert log == ["urgent", "old"]  # two slots freed, one each in turn

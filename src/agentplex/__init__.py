@@ -13,9 +13,16 @@ Build a workflow in Python (:class:`Workflow`) or load one from a file
     print(result.speedup)
 """
 
+from agentplex.batch import arun_batch, run_batch
+from agentplex.batch_inputs import BatchItem
+from agentplex.batch_result import BatchResult, ItemResult
 from agentplex.context import NodeContext
 from agentplex.events import (
+    BatchFinished,
+    BatchStarted,
     Event,
+    ItemFinished,
+    ItemStarted,
     NodeCancelled,
     NodeFailed,
     NodeFinished,
@@ -75,6 +82,10 @@ __all__ = [
     "BUILTIN_ROLES",
     "AgentNode",
     "AgentplexError",
+    "BatchFinished",
+    "BatchItem",
+    "BatchResult",
+    "BatchStarted",
     "CompiledWorkflow",
     "ConfigError",
     "CycleError",
@@ -85,6 +96,9 @@ __all__ = [
     "FunctionNode",
     "InputSpec",
     "InvalidWorkflowError",
+    "ItemFinished",
+    "ItemResult",
+    "ItemStarted",
     "Limits",
     "MapNode",
     "MissingExtraError",
@@ -123,8 +137,10 @@ __all__ = [
     "WorkflowError",
     "WorkflowFileError",
     "arun",
+    "arun_batch",
     "fan_out",
     "load_workflow",
     "run",
+    "run_batch",
     "workflow_from_data",
 ]

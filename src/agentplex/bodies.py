@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from agentplex.agents import build_request
@@ -106,14 +106,14 @@ class NodeBodies:
             who = f"node {node_id!r}" if node_id else "--model"
             raise ConfigError(f"{who}{where}: {exc}") from None
 
-    async def prepare(self) -> None:
+    async def prepare(self, models: Iterable[str] = ()) -> None:
         """Check every provider the run will use, before anything runs.
 
         Raises:
             ConfigError: a missing key, unreachable endpoint or bad setting, saying what to set.
             MissingExtraError: a provider SDK that is not installed.
         """
-        names = self.providers_in_use()
+        names = self.providers_in_use() | {self._parse(None, m).provider for m in models}
         if self.options.preflight:
             await self.providers.preflight(names)
         else:

@@ -10,6 +10,10 @@ Lifecycle of one node::
     NodeReady -> NodeStarted (attempt 1) [-> NodeRetrying -> NodeStarted (attempt 2) ...]
               -> NodeFinished | NodeFailed | NodeCancelled
     (or NodeSkipped, without ever being ready, when a dependency failed)
+
+A batch wraps its items' runs::
+
+    BatchStarted -> (ItemStarted -> RunStarted ... RunFinished -> ItemFinished)* -> BatchFinished
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentplex.batch_result import BatchResult, ItemResult
     from agentplex.llm.base import Usage
     from agentplex.result import RunResult
     from agentplex.workflow import CompiledWorkflow
@@ -117,6 +122,36 @@ class NodeCancelled(Event):
 @dataclass(frozen=True, slots=True)
 class RunFinished(Event):
     result: RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStarted(Event):
+    """A batch began; ``run_id`` is the batch's id and ``t`` counts from here."""
+
+    workflow: str
+    total: int
+    max_concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStarted(Event):
+    """A batch item's run began; its node events carry ``item_run_id``."""
+
+    key: str
+    item_run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFinished(Event):
+    """A batch item ended (or was found invalid without running)."""
+
+    key: str
+    item: ItemResult
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFinished(Event):
+    result: BatchResult
 
 
 Observer = Callable[[Event], None]

@@ -98,7 +98,7 @@ class _Run:
         if bodies is None:
             bodies = NodeBodies(compiled, options, run_id=self.run_id, inputs=self.inputs)
         else:  # a batch item: the batch's providers and executors, this item's inputs
-            bodies = bodies.for_item(self.run_id, self.inputs)
+            bodies = bodies.for_item(self.run_id, self.inputs, model=options.model)
         self.bodies = bodies
         self.scheduler = Scheduler(
             compiled.deps, strategy=self.strategy, estimates=compiled.estimates()
@@ -115,6 +115,10 @@ class _Run:
         self.stopping = False
         self.group: asyncio.TaskGroup | None = None
         self.t0 = 0.0
+        self.final: RunResult | None = None
+        """The result, once built (also when the run was cancelled)."""
+        self.ended = asyncio.Event()
+        """Set when the last node has ended."""
 
     # -- events -----------------------------------------------------------------
 
@@ -153,13 +157,18 @@ class _Run:
                 async with asyncio.TaskGroup() as group:
                     self.group = group
                     self.wake()
+                    # With a shared slot pool the run may have no task at all
+                    # for a while (its ready nodes wait for other items' slots):
+                    # the group must stay open until every node has ended.
+                    if self.scheduler.is_active():
+                        await self.ended.wait()
             except* _FailFast:
                 pass
         except BaseException:
             status = "cancelled"
             self.stopping = True
             self._cancel_pending()
-            result = self.result(status)
+            result = self.final = self.result(status)
             await self.close()
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
             raise
@@ -168,7 +177,7 @@ class _Run:
             self.nodes
         ):
             status = "failed"
-        result = self.result(status)
+        result = self.final = self.result(status)
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
         return result
 
@@ -176,30 +185,36 @@ class _Run:
         if self.owns_bodies:
             await self.bodies.aclose()
 
+    def want(self) -> None:
+        self.slots.want(self, self.priority, self.scheduler.next_key(), self.arrival)
+
     def wake(self) -> None:
         """Ask the slot pool to start this run's ready nodes, in turn with other runs."""
         if self.scheduler.ready_count and not self.stopping:
-            self.slots.want(self, self.priority, self.arrival)
+            self.want()
         self.slots.feed()
 
     def dispatch(self) -> None:
-        """Start ready nodes while slots are free (called by the slot pool)."""
+        """Start ready nodes while slots are free and no other run's are more urgent.
+
+        Called by the slot pool; with a pool of its own, a run simply starts
+        as many ready nodes as there are free slots, most urgent first.
+        """
         scheduler, pool = self.scheduler, self.slots
         group = self.group
         assert group is not None
         while not self.stopping and scheduler.ready_count:
-            free = pool.free()
-            if not free:
-                pool.want(self, self.priority, self.arrival)
+            if not pool.free() or pool.outranked(self.priority, scheduler.next_key(), self.arrival):
+                self.want()
                 return
-            batch = scheduler.get_ready(free)
+            batch = scheduler.get_ready(1)
             if not batch:
-                return  # a layer barrier: the next node to end wakes the run
-            for node_id in batch:
-                holds = node_id not in self.map_nodes
-                if holds:
-                    pool.busy += 1
-                group.create_task(self.run_node(node_id, Slot(holds)))
+                return  # a layer barrier or sequential: the next node to end wakes the run
+            node_id = batch[0]
+            holds = node_id not in self.map_nodes
+            if holds:
+                pool.busy += 1
+            group.create_task(self.run_node(node_id, Slot(holds)))
 
     async def acquire(self, slot: Slot) -> None:
         await self.slots.acquire(slot)
@@ -210,6 +225,13 @@ class _Run:
     # -- one node ---------------------------------------------------------------
 
     async def run_node(self, node_id: str, slot: Slot) -> None:
+        try:
+            await self._run_node(node_id, slot)
+        finally:
+            if not self.scheduler.is_active():
+                self.ended.set()
+
+    async def _run_node(self, node_id: str, slot: Slot) -> None:
         node = self.nodes[node_id]
         self.started[node_id] = self.now()
         try:
@@ -253,7 +275,7 @@ class _Run:
             for ready in newly_ready:
                 self.emit(ev.NodeReady(self.run_id, t, ready))
         if self.scheduler.ready_count:
-            self.slots.want(self, self.priority, self.arrival)
+            self.want()
         self.release(slot)  # hands the slot on and dispatches
         self.slots.feed()
 

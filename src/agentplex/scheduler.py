@@ -32,6 +32,7 @@ so a 100,000-node graph schedules in well under a second.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -195,6 +196,10 @@ class Scheduler:
     def ready_count(self) -> int:
         """Number of ready nodes not yet handed out."""
         return len(self._ready)
+
+    def next_key(self) -> float:
+        """Priority key of the most urgent ready node (lower is more urgent; inf if none)."""
+        return self._ready[0][0] if self._ready else math.inf
 
     @property
     def running_count(self) -> int:

@@ -6,11 +6,12 @@ one while it runs. Two kinds of work wait for a slot, served in this order:
 1. *waiters*: work that already started and gave its slot back (a node
    sleeping out a retry backoff, a map item), first come first served, so
    started work finishes first;
-2. *hungry runs*: runs whose scheduler has ready nodes that could not start.
-   They are served by ``(priority, arrival)``: in a batch, higher-priority
-   items first, then older items, so items finish in order instead of all
-   crawling along together. A served run starts as many ready nodes as there
-   are free slots, most urgent first (its scheduler decides).
+2. *hungry runs*: runs whose scheduler has ready nodes that could not start,
+   served by ``(priority, urgency, arrival)``: in a batch, higher-priority
+   items first; then the node with the longest remaining path (its
+   scheduler's key), across all items, so the batch as a whole follows its
+   critical paths; then older items. A served run starts ready nodes while
+   slots are free and no other run has a more urgent one.
 
 Nothing polls: a release hands its slot to the next waiter or run at once.
 """
@@ -46,7 +47,7 @@ class SlotPool:
         self.limit = limit
         self.busy = 0
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._hungry: list[tuple[float, int, int, Hungry]] = []
+        self._hungry: list[tuple[float, float, int, int, Hungry]] = []
         self._queued: set[int] = set()
         self._ties = itertools.count()
 
@@ -54,15 +55,20 @@ class SlotPool:
         """Slots a hungry run may take now (none while started work waits)."""
         return 0 if self.waiters else max(0, self.limit - self.busy)
 
-    def want(self, run: Hungry, priority: float = 0.0, arrival: int = 0) -> None:
-        """Queue ``run`` to be dispatched when a slot frees.
-
-        Lower ``priority`` first, then lower ``arrival`` (a run keeps its place
-        when it comes back for more slots), then first queued.
-        """
+    def want(
+        self, run: Hungry, priority: float = 0.0, urgency: float = 0.0, arrival: int = 0
+    ) -> None:
+        """Queue ``run`` to be dispatched when a slot frees (lower values first)."""
         if id(run) not in self._queued:
             self._queued.add(id(run))
-            heapq.heappush(self._hungry, (priority, arrival, next(self._ties), run))
+            heapq.heappush(self._hungry, (priority, urgency, arrival, next(self._ties), run))
+
+    def outranked(self, priority: float, urgency: float, arrival: int) -> bool:
+        """Whether a queued run goes before work with this key."""
+        if not self._hungry:
+            return False
+        best = self._hungry[0]
+        return (best[0], best[1], best[2]) < (priority, urgency, arrival)
 
     async def acquire(self, slot: Slot) -> None:
         """Take a slot for ``slot``, waiting ahead of ready nodes if none is free."""

@@ -1,0 +1,297 @@
+"""Batches: one workflow over many inputs, under one set of limits.
+
+Every item is its own run (its own scheduler, TaskGroup and result) but all
+of them share:
+
+- one :class:`~agentplex.slots.SlotPool` of ``max_concurrency`` slots, served
+  by item priority, then input order, so items finish roughly in order
+  instead of all crawling along together, and a slot never idles while any
+  item has a ready node;
+- one :class:`~agentplex.bodies.NodeBodies`: one provider pool (one HTTP
+  client per provider), one set of executors, and the process-wide rate
+  limiters, checked once before the first item starts.
+
+Items are admitted lazily, a bounded number at a time (``max_open``, by
+default twice ``max_concurrency``), so a batch of 100,000 inputs holds only
+the runs in flight plus the finished items' results. An item's failure is its
+own: the others keep running (``error_policy`` applies inside an item). With
+``out``, each item's folder is written the moment it finishes, so an
+interrupted batch keeps everything that finished; ``batch.json`` and
+``summary.csv`` are written at the end, including after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from agentplex import events as ev
+from agentplex.batch_inputs import BatchItem, make_items, read_items
+from agentplex.batch_result import BatchResult, ItemResult, item_from_run, write_summary
+from agentplex.bodies import NodeBodies
+from agentplex.exceptions import ConfigError
+from agentplex.ids import new_run_id
+from agentplex.options import RunOptions
+from agentplex.runner import _Run
+from agentplex.slots import SlotPool
+from agentplex.workflow import CompiledWorkflow, Workflow
+
+BatchInputs = str | Path | Iterable[Mapping[str, Any] | BatchItem | str]
+
+
+def as_items(inputs: BatchInputs, compiled: CompiledWorkflow) -> list[BatchItem]:
+    """Turn a file path or a list of input mappings / values / items into checked items."""
+    if isinstance(inputs, str | Path):
+        return read_items(inputs, compiled)
+    given = list(inputs)
+    if given and all(isinstance(i, BatchItem) for i in given):
+        return [i for i in given if isinstance(i, BatchItem)]
+    rows: list[tuple[int, Mapping[str, Any] | str | None, str | None]] = []
+    for n, value in enumerate(given, 1):
+        if isinstance(value, BatchItem):
+            value = {**value.inputs, "key": value.key, "priority": value.priority}
+        if not isinstance(value, Mapping | str):
+            rows.append((n, None, f"expected a mapping of inputs, got {type(value).__name__}"))
+        else:
+            rows.append((n, value, None))
+    return make_items(rows, compiled)
+
+
+class _Batch:
+    def __init__(
+        self,
+        compiled: CompiledWorkflow,
+        items: list[BatchItem],
+        options: RunOptions,
+        observers: Iterable[ev.Observer],
+        *,
+        out: Path | None,
+        keep_results: bool,
+        max_open: int | None,
+        rng: random.Random,
+    ) -> None:
+        self.wf = compiled
+        self.items = items
+        self.options = options
+        self.observers = list(observers)
+        self.out = out
+        self.keep = keep_results
+        self.max_open = max_open or max(8, 2 * options.max_concurrency)
+        self.rng = rng
+        self.batch_id = new_run_id()
+        self.slots = SlotPool(options.max_concurrency)
+        self.bodies = NodeBodies(compiled, options, run_id=self.batch_id, inputs={})
+        self.results: dict[str, ItemResult] = {}
+        self.t0 = 0.0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def emit(self, event: ev.Event) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    def finish(self, item: ItemResult) -> None:
+        if self.out is not None and item.run is not None:
+            item.run.write(self.out / "items" / item.key)
+        self.emit(ev.ItemFinished(self.batch_id, self.now(), item.key, item))
+        if not self.keep:
+            item = dataclasses.replace(item, run=None)  # written; free the outputs
+        self.results[item.key] = item
+
+    def invalid(self, item: BatchItem, error: str) -> None:
+        self.finish(
+            ItemResult(
+                item.key,
+                "invalid",
+                item.inputs,
+                error=error,
+                where=item.where,
+                priority=item.priority,
+            )
+        )
+
+    async def execute(self) -> BatchResult:
+        runnable: list[BatchItem] = []
+        for item in self.items:
+            if item.error is None and item.model is not None:
+                try:
+                    self.bodies._parse(None, item.model)
+                except ConfigError as exc:
+                    item = dataclasses.replace(item, error=f"{item.where}: {exc}")
+            runnable.append(item)
+        try:
+            await self.bodies.prepare({i.model for i in runnable if i.model and not i.error})
+        except BaseException:
+            await self.bodies.aclose()
+            raise
+        self.t0 = time.perf_counter()
+        self.emit(
+            ev.BatchStarted(
+                self.batch_id, 0.0, self.wf.name, len(self.items), self.options.max_concurrency
+            )
+        )
+        order = sorted(range(len(runnable)), key=lambda i: (-runnable[i].priority, i))
+        status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
+        try:
+            gate = asyncio.Semaphore(self.max_open)
+            async with asyncio.TaskGroup() as group:
+                for arrival, index in enumerate(order):
+                    item = runnable[index]
+                    if item.error is not None:
+                        self.invalid(item, item.error)
+                        continue
+                    await gate.acquire()
+                    group.create_task(self.run_item(item, arrival, gate))
+        except BaseException:
+            status = "cancelled"
+            raise
+        finally:
+            await self.bodies.aclose()
+            result = self.result(status, [i.key for i in self.items])
+            if self.out is not None:
+                self.out.mkdir(parents=True, exist_ok=True)
+                write_summary(self.out / "summary.csv", result.results.values())
+                (self.out / "batch.json").write_text(result.to_json() + "\n", encoding="utf-8")
+            self.emit(ev.BatchFinished(self.batch_id, result.wall_s, result))
+        return result
+
+    async def run_item(self, item: BatchItem, arrival: int, gate: asyncio.Semaphore) -> None:
+        started = self.now()
+        run: _Run | None = None
+        try:
+            options = self.options
+            if item.model is not None:
+                options = dataclasses.replace(options, model=item.model)
+            run = _Run(
+                self.wf,
+                item.inputs,
+                options,
+                self.observers,
+                run_id=f"{self.batch_id}.{arrival}",
+                clock=time.perf_counter,
+                sleep=asyncio.sleep,
+                rng=self.rng,
+                slots=self.slots,
+                bodies=self.bodies,
+                priority=-item.priority,
+                arrival=arrival,
+            )
+            self.emit(ev.ItemStarted(self.batch_id, started, item.key, run.run_id))
+            result = await run.execute()
+        except ConfigError as exc:  # this row's inputs
+            self.invalid(item, f"{item.where}: {exc}" if item.where else str(exc))
+            return
+        except asyncio.CancelledError:
+            if run is not None and run.final is not None:
+                self.finish(self.summarize(item, run.final, started))
+            raise
+        finally:
+            gate.release()
+        self.finish(self.summarize(item, result, started))
+
+    def summarize(self, item: BatchItem, result: Any, started: float) -> ItemResult:
+        return item_from_run(
+            item.key,
+            result,
+            started_s=started,
+            finished_s=self.now(),
+            where=item.where,
+            priority=item.priority,
+            keep=True,
+        )
+
+    def result(
+        self, status: Literal["succeeded", "failed", "cancelled"], keys: list[str]
+    ) -> BatchResult:
+        ordered = {k: self.results[k] for k in keys if k in self.results}
+        if status == "succeeded" and (
+            len(ordered) < len(keys) or any(not i.success for i in ordered.values())
+        ):
+            status = "failed"
+        return BatchResult(
+            self.batch_id,
+            self.wf.name,
+            status,
+            self.now(),
+            self.options.max_concurrency,
+            self.options.resolved_strategy(),
+            ordered,
+        )
+
+
+async def arun_batch(
+    workflow: Workflow | CompiledWorkflow,
+    inputs: BatchInputs,
+    *,
+    observers: Iterable[ev.Observer] = (),
+    out: str | Path | None = None,
+    keep_results: bool = True,
+    max_open: int | None = None,
+    rng: random.Random | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Run ``workflow`` once per input, all items sharing one set of limits.
+
+    ``inputs`` is a batch input file (``.txt``, ``.csv``, ``.jsonl``) or a list
+    of input mappings (with optional ``key``, ``priority`` and ``model``), of
+    single values (for a one-input workflow) or of :class:`BatchItem`.
+    Keyword options are the fields of :class:`RunOptions`; ``max_concurrency``
+    bounds nodes running across the whole batch. ``out`` writes each item's
+    folder as it finishes, then ``batch.json`` and ``summary.csv``.
+    ``keep_results=False`` drops each item's node outputs from memory once
+    written (for very large batches).
+
+    A failed item never stops the others; the result says which failed and
+    why. Bad rows become ``invalid`` items naming their line.
+
+    Raises:
+        InvalidWorkflowError: if the workflow does not validate.
+        ConfigError: for a bad option, an unknown input column, or a provider
+            that cannot be used (before anything runs).
+        WorkflowFileError: if the input file cannot be read.
+        asyncio.CancelledError: if cancelled; ``out`` still gets every
+            finished item and the batch record.
+    """
+    compiled = workflow if isinstance(workflow, CompiledWorkflow) else workflow.compile()
+    try:
+        run_options = RunOptions(**options)
+    except TypeError as exc:
+        known = ", ".join(RunOptions.__dataclass_fields__)
+        raise ConfigError(f"{exc}; run options are: {known}.") from None
+    run_options.check()
+    items = as_items(inputs, compiled)
+    batch = _Batch(
+        compiled,
+        items,
+        run_options,
+        observers,
+        out=Path(out) if out is not None else None,
+        keep_results=keep_results or out is None,  # without a folder, memory is the record
+        max_open=max_open,
+        rng=rng or random.Random(),
+    )
+    return await batch.execute()
+
+
+def run_batch(
+    workflow: Workflow | CompiledWorkflow, inputs: BatchInputs, **kwargs: Any
+) -> BatchResult:
+    """Run a batch from synchronous code; see :func:`arun_batch`.
+
+    Raises:
+        RuntimeError: if called from inside a running event loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun_batch(workflow, inputs, **kwargs))
+    raise RuntimeError(
+        "agentplex.run_batch() cannot be called from a running event loop; "
+        "use 'await agentplex.arun_batch(...)'"
+    )
