@@ -14,6 +14,28 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
+from agentplex.cli_options import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    ErrorPolicyChoice,
+    ErrorPolicyOpt,
+    JsonOutOpt,
+    MaxConcurrencyOpt,
+    MaxInflightOpt,
+    ModelOpt,
+    PricesOpt,
+    QuietOpt,
+    RetriesOpt,
+    RpmOpt,
+    SeedOpt,
+    SimScaleOpt,
+    StrategyOpt,
+    TimeoutOpt,
+    TotalTimeoutOpt,
+    TpmOpt,
+    engine_options,
+)
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -31,17 +53,6 @@ app = typer.Typer(
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
-
-
-class StrategyChoice(StrEnum):
-    dataflow = "dataflow"
-    layers = "layers"
-    sequential = "sequential"
-
-
-class ErrorPolicyChoice(StrEnum):
-    fail_fast = "fail_fast"
-    continue_ = "continue"
 
 
 class OnCycleChoice(StrEnum):
@@ -138,70 +149,20 @@ def run(
         Optional[list[str]],  # noqa: UP045 - typer needs Optional here
         typer.Option("--input", "-i", help="A workflow input, name=value (repeatable)."),
     ] = None,
-    max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", "-c", min=1, help="Nodes running at once.")
-    ] = 16,
-    strategy: Annotated[
-        Optional[StrategyChoice],  # noqa: UP045
-        typer.Option(help="Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow]."),
-    ] = None,
-    error_policy: Annotated[
-        ErrorPolicyChoice,
-        typer.Option(
-            "--error-policy", help="fail_fast cancels the run; continue skips dependents only."
-        ),
-    ] = ErrorPolicyChoice.fail_fast,
-    model: Annotated[
-        str, typer.Option(help="Model for agents that name none, as provider:model.")
-    ] = "sim:default",
-    seed: Annotated[
-        int, typer.Option(help="Seed passed to the model (the simulator is deterministic).")
-    ] = 0,
-    timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option("--timeout", help="Per-attempt time limit (s) for nodes that set none."),
-    ] = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries after retryable errors.")] = 2,
-    sim_scale: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option(
-            "--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."
-        ),
-    ] = None,
-    base_url: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--base-url",
-            help="Endpoint of --model's provider, e.g. http://127.0.0.1:8000/v1 "
-            "(default: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the public API).",
-        ),
-    ] = None,
-    api_key: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--api-key",
-            help="Key of --model's provider. Prefer $OPENAI_API_KEY / $ANTHROPIC_API_KEY: "
-            "a flag can end up in your shell history.",
-        ),
-    ] = None,
-    rpm: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option("--rpm", help="Requests per minute allowed per model of --model's provider."),
-    ] = None,
-    tpm: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option("--tpm", help="Tokens per minute allowed per model of --model's provider."),
-    ] = None,
-    max_inflight: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option(
-            "--max-inflight", min=1, help="Calls in flight allowed per model of --model's provider."
-        ),
-    ] = None,
-    total_timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option("--total-timeout", help="Time limit (s) of a node across all its attempts."),
-    ] = None,
+    max_concurrency: MaxConcurrencyOpt = 16,
+    strategy: StrategyOpt = None,
+    error_policy: ErrorPolicyOpt = ErrorPolicyChoice.fail_fast,
+    model: ModelOpt = "sim:default",
+    seed: SeedOpt = 0,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 2,
+    sim_scale: SimScaleOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_inflight: MaxInflightOpt = None,
+    total_timeout: TotalTimeoutOpt = None,
     stream: Annotated[
         Optional[bool],  # noqa: UP045
         typer.Option(
@@ -209,20 +170,13 @@ def run(
             help="Show agents' text as it arrives (default: on in a terminal).",
         ),
     ] = None,
-    prices: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            "--prices", help="YAML/JSON price file: {model: {input: $/Mtok, output: $/Mtok}}."
-        ),
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object and nothing else.")
-    ] = False,
+    prices: PricesOpt = None,
+    json_out: JsonOutOpt = False,
     out: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--out", help="Write run.json and every node's output into this folder."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    quiet: QuietOpt = False,
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
     untrusted: UntrustedOpt = False,
@@ -254,29 +208,26 @@ def run(
         console.print(render_layers(compiled))
         if live:
             observers.append(LiveView(console))
-    options: dict[str, Any] = {
-        "max_concurrency": max_concurrency,
-        "strategy": strategy.value if strategy else None,
-        "error_policy": error_policy.value,
-        "model": model,
-        "seed": seed,
-        "timeout_s": timeout,
-        "retries": retries,
-        "sim_scale": sim_scale,
-        "base_url": base_url,
-        "api_key": api_key,
-        "rpm": rpm,
-        "tpm": tpm,
-        "max_inflight": max_inflight,
-        "total_timeout_s": total_timeout,
-        "stream": live if stream is None else stream,
-    }
     interrupted = False
     try:
-        if prices is not None:
-            from agentplex.llm.pricing import load_prices
-
-            options["prices"] = load_prices(prices)
+        options = engine_options(
+            max_concurrency=max_concurrency,
+            strategy=strategy,
+            error_policy=error_policy,
+            model=model,
+            seed=seed,
+            timeout=timeout,
+            retries=retries,
+            sim_scale=sim_scale,
+            base_url=base_url,
+            api_key=api_key,
+            rpm=rpm,
+            tpm=tpm,
+            max_inflight=max_inflight,
+            total_timeout=total_timeout,
+            prices=prices,
+        )
+        options["stream"] = live if stream is None else stream
         result = asyncio.run(
             arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options)
         )
@@ -391,6 +342,10 @@ def roles(
 from agentplex.cli_server import sim_server  # noqa: E402 - registers the sim-server command
 
 app.command("sim-server")(sim_server)
+
+from agentplex.cli_batch import batch  # noqa: E402 - registers the batch command
+
+app.command("batch")(batch)
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""``agentplex batch``: one workflow over every line of an input file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from agentplex.cli_options import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    ErrorPolicyChoice,
+    ErrorPolicyOpt,
+    JsonOutOpt,
+    MaxConcurrencyOpt,
+    MaxInflightOpt,
+    ModelOpt,
+    PricesOpt,
+    QuietOpt,
+    RetriesOpt,
+    RpmOpt,
+    SeedOpt,
+    SimScaleOpt,
+    StrategyOpt,
+    TimeoutOpt,
+    TotalTimeoutOpt,
+    TpmOpt,
+    engine_options,
+)
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from agentplex.batch_result import BatchResult
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+
+def batch(
+    workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    inputs: Annotated[
+        Path,
+        typer.Option(
+            "--inputs",
+            help="One item per line: .txt (one value), .csv (a column per input; "
+            "optional key, priority, model columns) or .jsonl.",
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],  # noqa: UP045 - typer needs Optional here
+        typer.Option(
+            "--out",
+            help="Write items/<key>/ as each item finishes, then batch.json and summary.csv.",
+        ),
+    ] = None,
+    max_concurrency: MaxConcurrencyOpt = 64,
+    strategy: StrategyOpt = None,
+    error_policy: ErrorPolicyOpt = ErrorPolicyChoice.fail_fast,
+    model: ModelOpt = "sim:default",
+    seed: SeedOpt = 0,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 2,
+    sim_scale: SimScaleOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_inflight: MaxInflightOpt = None,
+    total_timeout: TotalTimeoutOpt = None,
+    prices: PricesOpt = None,
+    json_out: JsonOutOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a workflow once per input, every item under one set of limits."""
+    import asyncio
+
+    from rich.console import Console
+
+    from agentplex.batch import arun_batch
+    from agentplex.cli import OnCycleChoice, _die, _load
+    from agentplex.events import BatchFinished
+    from agentplex.exceptions import AgentplexError
+    from agentplex.report.batch_progress import BatchProgress
+
+    compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
+    console = Console(highlight=False)
+    log = Console(stderr=True, highlight=False)
+    finished: list[BatchResult] = []
+
+    def capture(event: Any) -> None:
+        if isinstance(event, BatchFinished):
+            finished.append(event.result)
+
+    observers: list[Any] = [capture]
+    if not quiet:
+        observers.append(BatchProgress(log, live=log.is_terminal))
+    interrupted = False
+    try:
+        options = engine_options(
+            max_concurrency=max_concurrency,
+            strategy=strategy,
+            error_policy=error_policy,
+            model=model,
+            seed=seed,
+            timeout=timeout,
+            retries=retries,
+            sim_scale=sim_scale,
+            base_url=base_url,
+            api_key=api_key,
+            rpm=rpm,
+            tpm=tpm,
+            max_inflight=max_inflight,
+            total_timeout=total_timeout,
+            prices=prices,
+        )
+        result = asyncio.run(arun_batch(compiled, inputs, observers=observers, out=out, **options))
+    except KeyboardInterrupt:
+        interrupted = True
+        if not finished:
+            _die("interrupted before the batch started", EXIT_INTERRUPTED)
+        result = finished[0]
+    except AgentplexError as exc:
+        _die(str(exc))
+    if json_out:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        console.print(render_batch_summary(result))
+        if out is not None:
+            console.print(f"wrote {out / 'batch.json'}, {out / 'summary.csv'} and {out / 'items'}/")
+        if interrupted:
+            console.print("[yellow]interrupted: finished items are kept[/]")
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def render_batch_summary(result: BatchResult) -> RenderableType:
+    """The failed items (key, line, error), then the batch's headline figures."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    failed = result.failed()
+    if failed:
+        table = Table(title=f"{len(failed)} item(s) did not succeed", title_justify="left")
+        for column in ("key", "status", "where", "error"):
+            table.add_column(column, overflow="fold")
+        for item in failed[:50]:
+            table.add_row(item.key, item.status, item.where or "", item.error or "")
+        parts.append(table)
+        if len(failed) > 50:
+            parts.append(Text(f"... and {len(failed) - 50} more (see summary.csv)"))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    usage = result.usage
+    cost = "no cost known" if result.cost_usd is None else f"cost ${result.cost_usd:.4f}"
+    parts.append(
+        Text(
+            f"{len(result)} items: {counts} | wall {result.wall_s:.2f}s | sequential estimate "
+            f"{result.sequential_s:.2f}s | speedup {result.speedup:.1f}x | tokens "
+            f"{usage.input_tokens:,} in / {usage.output_tokens:,} out | {cost}"
+        )
+    )
+    return Group(*parts)

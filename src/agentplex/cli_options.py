@@ -1,0 +1,152 @@
+"""Command-line options shared by ``run`` and ``batch``, and how they become run options."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+class StrategyChoice(StrEnum):
+    dataflow = "dataflow"
+    layers = "layers"
+    sequential = "sequential"
+
+
+class ErrorPolicyChoice(StrEnum):
+    fail_fast = "fail_fast"
+    continue_ = "continue"
+
+
+MaxConcurrencyOpt = Annotated[
+    int, typer.Option("--max-concurrency", "-c", min=1, help="Nodes running at once.")
+]
+
+StrategyOpt = Annotated[
+    Optional[StrategyChoice],  # noqa: UP045
+    typer.Option(help="Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow]."),
+]
+
+ErrorPolicyOpt = Annotated[
+    ErrorPolicyChoice,
+    typer.Option(
+        "--error-policy", help="fail_fast cancels the run; continue skips dependents only."
+    ),
+]
+
+ModelOpt = Annotated[str, typer.Option(help="Model for agents that name none, as provider:model.")]
+
+SeedOpt = Annotated[
+    int, typer.Option(help="Seed passed to the model (the simulator is deterministic).")
+]
+
+TimeoutOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--timeout", help="Per-attempt time limit (s) for nodes that set none."),
+]
+
+RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries after retryable errors.")]
+
+SimScaleOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--sim-scale", help="Multiply simulated latencies (e.g. 0.1 for a quick look)."),
+]
+
+BaseUrlOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--base-url",
+        help="Endpoint of --model's provider, e.g. http://127.0.0.1:8000/v1 "
+        "(default: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the public API).",
+    ),
+]
+
+ApiKeyOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--api-key",
+        help="Key of --model's provider. Prefer $OPENAI_API_KEY / $ANTHROPIC_API_KEY: "
+        "a flag can end up in your shell history.",
+    ),
+]
+
+RpmOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--rpm", help="Requests per minute allowed per model of --model's provider."),
+]
+
+TpmOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--tpm", help="Tokens per minute allowed per model of --model's provider."),
+]
+
+MaxInflightOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--max-inflight", min=1, help="Calls in flight allowed per model of --model's provider."
+    ),
+]
+
+TotalTimeoutOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--total-timeout", help="Time limit (s) of a node across all its attempts."),
+]
+
+PricesOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--prices", help="YAML/JSON price file: {model: {input: $/Mtok, output: $/Mtok}}."
+    ),
+]
+
+JsonOutOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
+
+
+def engine_options(
+    *,
+    max_concurrency: int,
+    strategy: StrategyChoice | None,
+    error_policy: ErrorPolicyChoice,
+    model: str,
+    seed: int,
+    timeout: float | None,
+    retries: int,
+    sim_scale: float | None,
+    base_url: str | None,
+    api_key: str | None,
+    rpm: float | None,
+    tpm: float | None,
+    max_inflight: int | None,
+    total_timeout: float | None,
+    prices: Path | None,
+) -> dict[str, Any]:
+    """Turn the shared flags into :class:`~agentplex.options.RunOptions` keywords.
+
+    Raises:
+        ConfigError: if the price file is invalid.
+    """
+    options: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "strategy": strategy.value if strategy else None,
+        "error_policy": error_policy.value,
+        "model": model,
+        "seed": seed,
+        "timeout_s": timeout,
+        "retries": retries,
+        "sim_scale": sim_scale,
+        "base_url": base_url,
+        "api_key": api_key,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_inflight": max_inflight,
+        "total_timeout_s": total_timeout,
+    }
+    if prices is not None:
+        from agentplex.llm.pricing import load_prices
+
+        options["prices"] = load_prices(prices)
+    return options

@@ -1,0 +1,127 @@
+"""Batch progress: a live panel in a terminal, a plain line every few seconds in a log.
+
+Both show items done / running / queued / failed, nodes in flight, tokens,
+cost so far, throughput and ETA, computed from the event stream only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agentplex import events as ev
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agentplex.batch_result import BatchResult
+
+
+class BatchProgress:
+    """An observer of a batch's events that reports progress."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        live: bool,
+        every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self.live_mode = live
+        self.every_s = every_s
+        self.clock = clock
+        self.total = 0
+        self.finished = 0
+        self.failed = 0
+        self.running = 0
+        self.in_flight = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self.started_at = clock()
+        self._last_line = self.started_at
+        self._live: Any = None
+
+    # -- figures ----------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.total - self.finished - self.running)
+
+    def rate(self) -> float:
+        """Items finished per second so far."""
+        elapsed = self.clock() - self.started_at
+        return self.finished / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        rate = self.rate()
+        return (self.total - self.finished) / rate if rate > 0 else None
+
+    def line(self) -> str:
+        eta = self.eta_s()
+        return (
+            f"items {self.finished}/{self.total} done ({self.failed} failed), "
+            f"{self.running} running, {self.queued} queued | nodes in flight {self.in_flight} | "
+            f"tokens {self.tokens:,} | cost ${self.cost:.4f} | {self.rate():.2f} items/s | "
+            f"ETA {'-' if eta is None else f'{eta:.0f}s'}"
+        )
+
+    def __rich__(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        table.add_row(
+            ProgressBar(total=max(1, self.total), completed=self.finished, width=40),
+            f"{self.finished}/{self.total}",
+        )
+        table.add_row(self.line(), "")
+        return table
+
+    # -- events -----------------------------------------------------------------
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.NodeStarted):
+            self.in_flight += 1
+        elif isinstance(event, ev.NodeFinished):
+            self.in_flight -= 1
+            if event.usage is not None:
+                self.tokens += event.usage.total_tokens
+        elif isinstance(event, ev.NodeFailed | ev.NodeRetrying):
+            self.in_flight -= 1
+        elif isinstance(event, ev.NodeCancelled):
+            self.in_flight -= int(event.started)
+        elif isinstance(event, ev.ItemStarted):
+            self.running += 1
+        elif isinstance(event, ev.ItemFinished):
+            self.finished += 1
+            if event.item.status != "invalid":  # invalid rows never started
+                self.running -= 1
+            if not event.item.success:
+                self.failed += 1
+            self.cost += event.item.cost_usd or 0.0
+        elif isinstance(event, ev.BatchStarted):
+            self.total = event.total
+            self.started_at = self.clock()
+            if self.live_mode:
+                from rich.live import Live
+
+                self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+                self._live.start()
+        elif isinstance(event, ev.BatchFinished):
+            self.close(event.result)
+            return
+        if not self.live_mode:
+            now = self.clock()
+            if now - self._last_line >= self.every_s:
+                self._last_line = now
+                self.console.print(self.line(), highlight=False, soft_wrap=True)
+
+    def close(self, result: BatchResult | None = None) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if not self.live_mode:
+            self.console.print(self.line(), highlight=False, soft_wrap=True)
