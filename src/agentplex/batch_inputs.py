@@ -2,7 +2,8 @@
 
 - ``.txt``: one value per line for the workflow's one input (blank lines and
   lines starting with ``#`` are skipped);
-- ``.csv``: a header row of column names, one item per row;
+- ``.csv``: a header row of column names, one item per row (an empty cell
+  is an input not given, so it takes the workflow's default);
 - ``.jsonl`` / ``.ndjson``: one JSON object per line (or a JSON string, as in
   a text file).
 
@@ -207,7 +208,8 @@ def _csv_rows(text: str) -> list[tuple[int, Mapping[str, Any] | str | None, str 
             )
             rows.append((line, None, problem))
             continue
-        rows.append((line, dict(zip(header, fields, strict=True)), None))
+        given = {k: v for k, v in zip(header, fields, strict=True) if v.strip()}  # empty: not given
+        rows.append((line, given, None))
     return rows
 
 

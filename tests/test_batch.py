@@ -1,0 +1,280 @@
+"""Batches: input formats and bad rows, failure isolation, shared limits, results, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agentplex as ap
+from agentplex.events import Event, ItemFinished, ItemStarted, NodeStarted
+from agentplex.exceptions import ConfigError
+
+
+def pipeline() -> ap.Workflow:
+    wf = ap.Workflow(
+        "pipe", inputs=["topic", ap.InputSpec("content_type", default="blog post", required=False)]
+    )
+    wf.agent("researcher", "Research {topic}", id="research")
+    wf.agent("writer", "Write a {content_type} on {topic}", id="write", depends_on=["research"])
+    wf.agent("reviewer", "Review it", id="review", depends_on=["write"])
+    wf.agent("presenter", "Slides", id="present", depends_on=["review"])
+    return wf
+
+
+def test_every_item_runs_with_its_own_inputs_and_matches_a_single_run() -> None:
+    topics = ["Rust", "Go", "Zig"]
+    result = ap.run_batch(pipeline(), [{"topic": t} for t in topics], max_concurrency=4)
+    assert result.ok
+    assert list(result) == ["1-rust", "2-go", "3-zig"]
+    for key, item in result.items():
+        assert item.success
+        assert item.error is None
+        single = ap.run(pipeline(), inputs=dict(item.inputs))
+        assert item.outputs == single.outputs, key  # same prompts, same answers
+    assert result["2-go"].inputs == {"topic": "Go", "content_type": "blog post"}
+
+
+def test_a_failing_item_never_stops_the_others() -> None:
+    wf = ap.Workflow("fragile", inputs=["n"])
+
+    def check(n: str) -> str:
+        if n == "3":
+            raise ValueError("three is not allowed")
+        return n
+
+    wf.function(check, id="check")
+    wf.agent("writer", "Write about {n}", id="write", depends_on=["check"])
+    result = ap.run_batch(wf, [{"n": str(i)} for i in range(6)], max_concurrency=2)
+    assert result.status == "failed"
+    assert result.counts() == {"succeeded": 5, "failed": 1}
+    (bad,) = result.failed()
+    assert bad.inputs == {"n": "3"}
+    assert bad.error is not None
+    assert "check" in bad.error
+    assert "three is not allowed" in bad.error
+
+
+def test_one_concurrency_limit_across_all_items() -> None:
+    running = 0
+    peak = 0
+
+    def observe(event: Event) -> None:
+        nonlocal running, peak
+        if isinstance(event, NodeStarted):
+            running += 1
+            peak = max(peak, running)
+        elif type(event).__name__ in ("NodeFinished", "NodeFailed"):
+            running -= 1
+
+    result = ap.run_batch(
+        pipeline(), [{"topic": f"t{i}"} for i in range(20)], max_concurrency=5, observers=[observe]
+    )
+    assert result.ok
+    assert peak == 5  # saturated, never exceeded
+
+
+def test_higher_priority_items_start_first() -> None:
+    started: list[str] = []
+
+    def observe(event: Event) -> None:
+        if isinstance(event, ItemStarted):
+            started.append(event.key)
+
+    items = [{"topic": f"t{i}", "key": f"k{i}", "priority": i % 3} for i in range(9)]
+    ap.run_batch(pipeline(), items, max_concurrency=1, max_open=1, observers=[observe])
+    assert started == ["k2", "k5", "k8", "k1", "k4", "k7", "k0", "k3", "k6"]
+
+
+def test_a_row_can_choose_its_model() -> None:
+    items = [{"topic": "Go", "key": "fast", "model": "sim:fast"}, {"topic": "Go", "key": "plain"}]
+    result = ap.run_batch(pipeline(), items)
+    assert result["fast"].run is not None
+    assert {n.model for n in result["fast"].run.nodes.values()} == {"sim:fast"}
+    assert {n.model for n in result["plain"].run.nodes.values()} == {"sim:default"}  # type: ignore[union-attr]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_text_csv_and_json_lines(tmp_path: Path) -> None:
+    txt = write(tmp_path / "topics.txt", "# comment\nRust\n\nGo\n")
+    csv_file = write(tmp_path / "jobs.csv", "key,topic,content_type\na,Rust,report\nb,Go,\n")
+    jsonl = write(tmp_path / "jobs.jsonl", '{"topic": "Rust", "priority": 2}\n"Go"\n')
+    by_txt = ap.run_batch(pipeline(), txt)
+    assert [i.inputs["topic"] for i in by_txt.values()] == ["Rust", "Go"]
+    assert [i.where for i in by_txt.values()] == [f"{txt}:2", f"{txt}:4"]
+    by_csv = ap.run_batch(pipeline(), csv_file)
+    assert by_csv["a"].inputs == {"topic": "Rust", "content_type": "report"}
+    assert by_csv["b"].inputs["content_type"] == "blog post"  # an empty cell takes the default
+    by_jsonl = ap.run_batch(pipeline(), jsonl)
+    assert [i.priority for i in by_jsonl.values()] == [2.0, 0.0]
+    assert all(r.ok for r in (by_txt, by_csv, by_jsonl))
+
+
+def test_bad_rows_fail_alone_naming_their_line(tmp_path: Path) -> None:
+    jobs = write(
+        tmp_path / "jobs.csv",
+        "key,topic,priority,model\n"
+        "ok1,Rust,,\n"
+        "short,Go\n"  # line 3: too few fields
+        "ok1,Zig,,\n"  # line 4: duplicate key
+        "prio,Zig,high,\n"  # line 5: priority not a number
+        "nomodel,Zig,,nowhere:x\n"  # line 6: unknown provider
+        ",,,\n"  # blank row: skipped
+        "notopic,,,\n"  # line 8: missing required input
+        "ok2,Odin,,\n",
+    )
+    result = ap.run_batch(pipeline(), jobs)
+    assert [i.key for i in result.values() if i.success] == ["ok1", "ok2"]
+    invalid = {i.where: i.error for i in result.values() if i.status == "invalid"}
+    assert set(invalid) == {f"{jobs}:{n}" for n in (3, 4, 5, 6, 8)}
+    assert "2 fields where the header has 4" in invalid[f"{jobs}:3"]
+    assert "duplicate key 'ok1'" in invalid[f"{jobs}:4"]
+    assert "priority 'high' is not a number" in invalid[f"{jobs}:5"]
+    assert "unknown provider 'nowhere'" in invalid[f"{jobs}:6"]
+    assert "input 'topic' is required" in invalid[f"{jobs}:8"]
+    bad_json = write(tmp_path / "jobs.jsonl", '{"topic": "Rust"}\n{"topic": \n[1, 2]\n')
+    result = ap.run_batch(pipeline(), bad_json)
+    assert result.counts() == {"succeeded": 1, "invalid": 2}
+    assert "not valid JSON" in (result.failed()[0].error or "")
+
+
+def test_file_level_problems_fail_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'colour' are not inputs of workflow 'pipe'"):
+        ap.run_batch(pipeline(), write(tmp_path / "a.csv", "topic,colour\nRust,red\n"))
+    two = ap.Workflow("two", inputs=["a", "b"])
+    two.agent("writer", "{a} {b}", id="w")
+    with pytest.raises(ConfigError, match="use a CSV file"):
+        ap.run_batch(two, write(tmp_path / "b.txt", "x\n"))
+    with pytest.raises(ap.WorkflowFileError, match="unknown batch input format"):
+        ap.run_batch(pipeline(), write(tmp_path / "c.xlsx", "x"))
+
+
+def test_out_folder_has_each_item_a_record_and_a_summary(tmp_path: Path) -> None:
+    seen: list[str] = []
+    out = tmp_path / "results"
+
+    def observe(event: Event) -> None:  # each item's folder exists once it has finished
+        if isinstance(event, ItemFinished):
+            seen.append(event.key)
+            assert (out / "items" / event.key / "run.json").exists()
+
+    result = ap.run_batch(
+        pipeline(),
+        [{"topic": "Rust"}, {"topic": "Go"}],
+        out=out,
+        keep_results=False,
+        observers=[observe],
+    )
+    assert sorted(seen) == ["1-rust", "2-go"]
+    assert all(item.run is None for item in result.values())  # written, then dropped
+    record = json.loads((out / "batch.json").read_text())
+    assert record["counts"] == {"succeeded": 2}
+    assert [i["key"] for i in record["items"]] == ["1-rust", "2-go"]
+    assert set(record["items"][0]) >= {"key", "success", "wall_s", "tokens", "cost_usd", "error"}
+    with (out / "summary.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["key"] for r in rows] == ["1-rust", "2-go"]
+    assert int(rows[0]["input_tokens"]) > 0
+    outputs = sorted(p.name for p in (out / "items" / "2-go" / "outputs").iterdir())
+    assert outputs == ["present.md", "research.md", "review.md", "write.md"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentplex", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "AGENTPLEX_SIM_SCALE": "0"},
+    )
+
+
+def test_cli_batch_over_the_example_topics(examples: Path, tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    proc = cli(
+        "batch",
+        str(examples / "content_pipeline.yaml"),
+        "--inputs",
+        str(examples / "topics.txt"),
+        "--out",
+        str(out),
+        "--max-concurrency",
+        "64",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "100 items: 100 succeeded" in proc.stdout
+    assert "items 100/100 done (0 failed)" in proc.stderr  # the plain progress line of a log
+    assert len(list((out / "items").iterdir())) == 100
+
+
+def test_cli_batch_reports_bad_rows_and_exits_1(tmp_path: Path, examples: Path) -> None:
+    jobs = write(tmp_path / "jobs.csv", "topic,content_type\nRust,report\nGo\n")
+    proc = cli("batch", str(examples / "content_pipeline.yaml"), "--inputs", str(jobs))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 item(s) did not succeed" in proc.stdout
+    assert f"{jobs}:3" in proc.stdout
+    assert "2 items: 1 invalid, 1 succeeded" in proc.stdout
+    bad = cli(
+        "batch", str(examples / "content_pipeline.yaml"), "--inputs", str(tmp_path / "no.csv")
+    )
+    assert bad.returncode == 2
+    assert "cannot read batch inputs" in bad.stderr
+
+
+def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    jobs = write(
+        tmp_path / "jobs.jsonl",
+        '{"key": "first", "topic": "q"}\n'
+        + "".join(f'{{"key": "slow{i}", "topic": "s{i}"}}\n' for i in range(3)),
+    )
+    slow = write(
+        tmp_path / "slow.yaml",
+        "inputs: {topic: null}\nnodes:\n"
+        "  a: {role: researcher, task: '{topic}', latency_s: 0.1}\n"
+        "  b: {role: researcher, task: 'more on {topic}', latency_s: 30, depends_on: [a]}\n",
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentplex",
+            "batch",
+            str(slow),
+            "--inputs",
+            str(jobs),
+            "--out",
+            str(out),
+            "--max-concurrency",
+            "1",
+            "--error-policy",
+            "continue",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AGENTPLEX_SIM_SCALE": "1"},
+    )
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stdout
+    record = json.loads((out / "batch.json").read_text())
+    assert record["status"] == "cancelled"
+    statuses = {i["key"]: i["status"] for i in record["items"]}
+    assert statuses["first"] == "cancelled"  # its slow second node was cut short
+    assert (out / "items" / "first" / "outputs" / "a.md").exists()  # what finished is kept
