@@ -278,3 +278,47 @@ def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> No
     statuses = {i["key"]: i["status"] for i in record["items"]}
     assert statuses["first"] == "cancelled"  # its slow second node was cut short
     assert (out / "items" / "first" / "outputs" / "a.md").exists()  # what finished is kept
+
+
+def test_benchmark_runs_every_design_on_the_same_items() -> None:
+    topics = [{"topic": f"t{i}"} for i in range(12)]
+    result = ap.benchmark(pipeline(), topics, max_concurrency=8, sim_scale=0.02)
+    assert [r.design for r in result.designs] == ["sequential", "pool4", "layers", "dataflow"]
+    for row in result.designs:
+        assert row.items == 12
+        assert row.failed == 0
+        assert row.calls == 48  # 12 items x 4 agents, each called once
+        assert row.input_tokens > 0
+    assert result["sequential"].speedup == pytest.approx(1.0)
+    assert result["pool4"].max_concurrency == 4
+    # The designs are not timed against a target here (bench/ does that), but
+    # their order is structural: one worker is slower than many.
+    assert result.speedup("dataflow") > result.speedup("pool4") > 1.0
+    with pytest.raises(ConfigError, match="unknown design"):
+        ap.benchmark(pipeline(), topics, designs=["threads"])
+
+
+def test_cli_bench_prints_the_table_and_draws_the_plot(examples: Path, tmp_path: Path) -> None:
+    topics = write(tmp_path / "topics.txt", "Rust\nGo\nZig\nOdin\n")
+    png = tmp_path / "bench.png"
+    proc = cli(
+        "bench",
+        str(examples / "content_pipeline.yaml"),
+        "--inputs",
+        str(topics),
+        "--designs",
+        "sequential,dataflow",
+        "--plot",
+        str(png),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sequential" in proc.stdout
+    assert "dataflow" in proc.stdout
+    assert "pool4 " not in proc.stdout.split("sequential:")[0]  # only the chosen designs ran
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)  # a real PNG
+    assert image.shape[0] > 100
+    data = cli("bench", str(examples / "content_pipeline.yaml"), "--inputs", str(topics), "--json")
+    designs = json.loads(data.stdout)["designs"]
+    assert [d["design"] for d in designs] == ["sequential", "pool4", "layers", "dataflow"]

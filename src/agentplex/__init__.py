@@ -16,6 +16,7 @@ Build a workflow in Python (:class:`Workflow`) or load one from a file
 from agentplex.batch import arun_batch, run_batch
 from agentplex.batch_inputs import BatchItem
 from agentplex.batch_result import BatchResult, ItemResult
+from agentplex.benchmark import BenchmarkResult, DesignResult, benchmark
 from agentplex.context import NodeContext
 from agentplex.events import (
     BatchFinished,
@@ -86,10 +87,12 @@ __all__ = [
     "BatchItem",
     "BatchResult",
     "BatchStarted",
+    "BenchmarkResult",
     "CompiledWorkflow",
     "ConfigError",
     "CycleError",
     "DependencyError",
+    "DesignResult",
     "DuplicateNodeError",
     "EmptyWorkflowError",
     "Event",
@@ -138,6 +141,7 @@ __all__ = [
     "WorkflowFileError",
     "arun",
     "arun_batch",
+    "benchmark",
     "fan_out",
     "load_workflow",
     "run",

@@ -343,9 +343,10 @@ from agentplex.cli_server import sim_server  # noqa: E402 - registers the sim-se
 
 app.command("sim-server")(sim_server)
 
-from agentplex.cli_batch import batch  # noqa: E402 - registers the batch command
+from agentplex.cli_batch import batch, bench  # noqa: E402 - registers batch and bench
 
 app.command("batch")(batch)
+app.command("bench")(bench)
 
 
 def main() -> None:

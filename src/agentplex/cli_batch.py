@@ -167,3 +167,101 @@ def render_batch_summary(result: BatchResult) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def bench(
+    workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    inputs: Annotated[
+        Path, typer.Option("--inputs", help="Batch input file (.txt, .csv or .jsonl).")
+    ],
+    designs: Annotated[
+        str,
+        typer.Option(
+            "--designs", help="Comma-separated: sequential, pool4, layers, dataflow (default: all)."
+        ),
+    ] = "sequential,pool4,layers,dataflow",
+    max_concurrency: MaxConcurrencyOpt = 64,
+    model: ModelOpt = "sim:default",
+    sim_scale: SimScaleOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    plot_path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--plot", help="Also draw the figures into this PNG (needs agentplex[plot])."),
+    ] = None,
+    json_out: JsonOutOpt = False,
+) -> None:
+    """Run the same batch sequentially, as a pool of 4, in layers and as dataflow; compare."""
+    import json
+
+    from rich.console import Console
+
+    from agentplex.benchmark import benchmark, plot
+    from agentplex.cli import OnCycleChoice, _die, _load
+    from agentplex.exceptions import AgentplexError
+
+    compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
+    console = Console(highlight=False)
+    log = Console(stderr=True, highlight=False)
+    chosen = [d.strip() for d in designs.split(",") if d.strip()]
+    options: dict[str, Any] = {"model": model, "sim_scale": sim_scale, "base_url": base_url}
+    options.update({"api_key": api_key, "rpm": rpm, "tpm": tpm})
+
+    def announce(event: Any) -> None:
+        from agentplex.events import BatchStarted
+
+        if isinstance(event, BatchStarted) and not json_out:
+            log.print(f"running {event.total} items, max concurrency {event.max_concurrency}...")
+
+    try:
+        result = benchmark(
+            compiled,
+            inputs,
+            designs=chosen,
+            max_concurrency=max_concurrency,
+            observers=[announce],
+            **options,
+        )
+        if plot_path is not None:
+            plot(result, plot_path)
+    except KeyboardInterrupt:
+        _die("interrupted", EXIT_INTERRUPTED)
+    except AgentplexError as exc:
+        _die(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    console.print(render_benchmark(result))
+    if plot_path is not None:
+        console.print(f"wrote {plot_path}")
+
+
+def render_benchmark(result: Any) -> RenderableType:
+    """The designs as a table: wall time, speedup, calls, tokens, 429s."""
+    from rich.table import Table
+
+    from agentplex.benchmark import DESIGNS
+
+    caption = "; ".join(f"{name}: {what}" for name, what in DESIGNS.items())
+    table = Table(
+        title=f"{result.workflow}: {result.designs[0].items} items",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
+    for column in ("design", "wall", "speedup", "concurrency", "calls", "tokens", "429s", "failed"):
+        table.add_column(column, justify="left" if column == "design" else "right")
+    for row in result.designs:
+        table.add_row(
+            row.design,
+            f"{row.wall_s:.2f}s",
+            "-" if row.speedup is None else f"{row.speedup:.1f}x",
+            str(row.max_concurrency),
+            f"{row.calls:,}",
+            f"{row.input_tokens + row.output_tokens:,}",
+            str(row.rate_limited),
+            str(row.failed),
+        )
+    return table
