@@ -343,10 +343,11 @@ from agentplex.cli_server import sim_server  # noqa: E402 - registers the sim-se
 
 app.command("sim-server")(sim_server)
 
-from agentplex.cli_batch import batch, bench  # noqa: E402 - registers batch and bench
+from agentplex.cli_batch import batch, bench, report  # noqa: E402 - registers these
 
 app.command("batch")(batch)
 app.command("bench")(bench)
+app.command("report")(report)
 
 
 def main() -> None:

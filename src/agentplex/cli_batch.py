@@ -265,3 +265,25 @@ def render_benchmark(result: Any) -> RenderableType:
             str(row.failed),
         )
     return table
+
+
+def report(
+    record: Annotated[
+        Path, typer.Argument(help="A run.json (agentplex run --out) or batch.json (batch --out).")
+    ],
+    html: Annotated[
+        Path, typer.Option("--html", help="Write the self-contained HTML report here.")
+    ] = Path("report.html"),
+) -> None:
+    """Turn a run or batch record into one self-contained HTML report."""
+    from rich.console import Console
+
+    from agentplex.cli import _die
+    from agentplex.exceptions import AgentplexError
+    from agentplex.report.html import write_report
+
+    try:
+        out = write_report(record, html)
+    except AgentplexError as exc:
+        _die(str(exc))
+    Console(highlight=False).print(f"wrote {out}")

@@ -41,6 +41,10 @@ class NodeResult:
     usage: Usage | None = None
     cost_usd: float | None = None
     """What the node's model calls cost in US dollars; None if there were none or no price."""
+    deps: tuple[str, ...] = ()
+    """The nodes this one depended on (for the report's graph)."""
+    attempt_starts: tuple[float, ...] = ()
+    """When each attempt started (seconds since the run started); retries are the later ones."""
 
     @property
     def duration_s(self) -> float:
@@ -71,6 +75,8 @@ class NodeResult:
                 "output_tokens": self.usage.output_tokens,
             },
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
+            "deps": list(self.deps),
+            "attempt_starts": [round(t, 6) for t in self.attempt_starts],
         }
 
 

@@ -109,6 +109,7 @@ class _Run:
         self.started: dict[str, float] = {}
         self.finished: dict[str, float] = {}
         self.attempts: dict[str, int] = {}
+        self.attempt_starts: dict[str, list[float]] = {}
         self.errors: dict[str, tuple[str, str]] = {}
         self.usage: dict[str, Usage] = {}
         self.streaming = options.stream and bool(self.observers)
@@ -239,6 +240,7 @@ class _Run:
                 node, MapNode
             ):  # map nodes are rare; agents and functions are the hot path
                 self.attempts[node_id] = 1
+                self.attempt_starts[node_id] = [self.now()]
                 self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, 1))
                 output, usage = await self.run_map(node)
                 attempts = 1
@@ -348,6 +350,7 @@ class _Run:
                 await self.acquire(slot)
             if not is_item:
                 self.attempts[node_id] = attempt
+                self.attempt_starts.setdefault(node_id, []).append(self.now())
                 if self.observers:  # events cost nothing when nobody listens
                     self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
             try:
@@ -449,6 +452,7 @@ class _Run:
         status_of, started_of, finished_of = self.status, self.started, self.finished
         outputs, attempts, usage, errors = self.outputs, self.attempts, self.usage, self.errors
         roles, model_of, cost_of = self.wf.roles, self.bodies.model_of, self.bodies.cost
+        deps_of, attempt_starts = self.wf.deps, self.attempt_starts
         no_error = (None, None)
         for node_id, node in self.nodes.items():
             state = status_of.get(node_id, "pending")
@@ -470,6 +474,8 @@ class _Run:
                 model_of(node_id),
                 node_usage := (usage.get(node_id) if usage else None),
                 cost_of(node_id, node_usage) if node_usage is not None else None,
+                tuple(deps_of[node_id]),
+                tuple(attempt_starts.get(node_id, ())),
             )
             if state == "succeeded" and started is not None and finished is not None:
                 durations[node_id] = finished - started
