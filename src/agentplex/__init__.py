@@ -58,6 +58,7 @@ from agentplex.exceptions import (
     WorkflowError,
     WorkflowFileError,
 )
+from agentplex.exports import export_batch, export_run
 from agentplex.fanout import fan_out
 from agentplex.files import load_workflow, workflow_from_data
 from agentplex.llm import Limits, ProviderConfig, Secret
@@ -142,6 +143,8 @@ __all__ = [
     "arun",
     "arun_batch",
     "benchmark",
+    "export_batch",
+    "export_run",
     "fan_out",
     "load_workflow",
     "run",

@@ -19,6 +19,7 @@ from agentplex.cli_options import (
     BaseUrlOpt,
     ErrorPolicyChoice,
     ErrorPolicyOpt,
+    ExportOpt,
     JsonOutOpt,
     MaxConcurrencyOpt,
     MaxInflightOpt,
@@ -180,16 +181,19 @@ def run(
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
     untrusted: UntrustedOpt = False,
+    export: ExportOpt = None,
 ) -> None:
     """Run a workflow and print what ran in parallel, the outputs and the speedup."""
     import asyncio
 
     from rich.console import Console
 
+    from agentplex.cli_batch import _export_formats
     from agentplex.exceptions import AgentplexError
     from agentplex.report.terminal import LiveView, render_layers, render_summary
     from agentplex.runner import arun
 
+    formats = _export_formats(export, out, _die)
     compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
     console = Console(highlight=False)
     show = not json_out
@@ -242,6 +246,15 @@ def run(
         record = result.write(out)
         if show:
             console.print(f"wrote {record} and {len(result.outputs)} outputs in {out / 'outputs'}")
+        if formats:
+            from agentplex.exports import export_run
+
+            try:
+                paths = export_run(result, out, formats)
+            except AgentplexError as exc:
+                _die(str(exc))
+            if show:
+                console.print(f"exported {', '.join(str(p) for p in paths)}")
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:

@@ -13,6 +13,7 @@ from agentplex.cli_options import (
     BaseUrlOpt,
     ErrorPolicyChoice,
     ErrorPolicyOpt,
+    ExportOpt,
     JsonOutOpt,
     MaxConcurrencyOpt,
     MaxInflightOpt,
@@ -74,6 +75,7 @@ def batch(
     prices: PricesOpt = None,
     json_out: JsonOutOpt = False,
     quiet: QuietOpt = False,
+    export: ExportOpt = None,
 ) -> None:
     """Run a workflow once per input, every item under one set of limits."""
     import asyncio
@@ -84,8 +86,10 @@ def batch(
     from agentplex.cli import OnCycleChoice, _die, _load
     from agentplex.events import BatchFinished
     from agentplex.exceptions import AgentplexError
+    from agentplex.exports import export_batch
     from agentplex.report.batch_progress import BatchProgress
 
+    formats = _export_formats(export, out, _die)
     compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
     console = Console(highlight=False)
     log = Console(stderr=True, highlight=False)
@@ -125,6 +129,14 @@ def batch(
         result = finished[0]
     except AgentplexError as exc:
         _die(str(exc))
+    if formats and out is not None:
+        runs = [(key, item.run) for key, item in result.items() if item.run is not None]
+        try:
+            export_batch(runs, out, formats)
+        except AgentplexError as exc:
+            _die(str(exc))
+        if not json_out:
+            console.print(f"exported {', '.join(formats)} for {len(runs)} items")
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -137,6 +149,22 @@ def batch(
         raise typer.Exit(EXIT_INTERRUPTED)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _export_formats(export: str | None, out: Path | None, die: Any) -> tuple[str, ...]:
+    """Parse --export (which needs --out) before anything runs."""
+    from agentplex.exceptions import ConfigError
+    from agentplex.exports import parse_formats
+
+    if export is None:
+        return ()
+    if out is None:
+        die("--export writes into the --out folder. Fix: add --out DIR.")
+    try:
+        return parse_formats(export)
+    except ConfigError as exc:
+        die(str(exc))
+    return ()
 
 
 def render_batch_summary(result: BatchResult) -> RenderableType:

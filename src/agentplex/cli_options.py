@@ -150,3 +150,13 @@ def engine_options(
 
         options["prices"] = load_prices(prices)
     return options
+
+
+ExportOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional here
+    typer.Option(
+        "--export",
+        help="Also export the final outputs into the --out folder: md, html, pptx, pdf "
+        "(comma-separated; pptx and pdf need agentplex[export]).",
+    ),
+]
