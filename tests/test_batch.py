@@ -322,3 +322,39 @@ def test_cli_bench_prints_the_table_and_draws_the_plot(examples: Path, tmp_path:
     data = cli("bench", str(examples / "content_pipeline.yaml"), "--inputs", str(topics), "--json")
     designs = json.loads(data.stdout)["designs"]
     assert [d["design"] for d in designs] == ["sequential", "pool4", "layers", "dataflow"]
+
+
+def test_progress_counts_items_nodes_tokens_and_eta() -> None:
+    import io
+
+    from rich.console import Console
+
+    from agentplex.report.batch_progress import BatchProgress
+
+    clock = [0.0]
+    buffer = io.StringIO()
+    progress = BatchProgress(
+        Console(file=buffer, width=300), live=False, every_s=1.0, clock=lambda: clock[0]
+    )
+    seen: list[Event] = []
+
+    def observe(event: Event) -> None:
+        seen.append(event)
+
+    ap.run_batch(
+        pipeline(), [{"topic": f"t{i}"} for i in range(4)] + [{"key": "bad"}], observers=[observe]
+    )
+    for event in seen:  # replay with a clock that moves a second per item
+        if isinstance(event, ItemFinished):
+            clock[0] += 1.0
+        progress(event)
+    assert progress.total == 5
+    assert progress.finished == 5
+    assert progress.failed == 1
+    assert progress.running == 0
+    assert progress.in_flight == 0
+    assert progress.tokens > 0
+    assert progress.eta_s() == 0
+    lines = buffer.getvalue().splitlines()
+    assert lines[-1].startswith("items 5/5 done (1 failed), 0 running, 0 queued")
+    assert len(lines) >= 3  # a line per second of progress, then the final one

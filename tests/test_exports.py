@@ -130,14 +130,24 @@ def test_cli_export_needs_out_and_writes_files(examples: Path, tmp_path: Path) -
     env = {"PATH": "/usr/bin:/bin", "AGENTPLEX_SIM_SCALE": "0", "COLUMNS": "200"}
     base = [sys.executable, "-m", "agentplex"]
     wf = str(examples / "content_pipeline.yaml")
-    no_out = subprocess.run(
+    no_out = subprocess.run(  # as in the issue: --export alone writes into ./results
         [*base, "batch", wf, "--inputs", str(examples / "content_jobs.csv"), "--export", "md"],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,
     )
-    assert no_out.returncode == 2
-    assert "--out" in no_out.stderr
+    assert no_out.returncode == 0, no_out.stderr
+    assert len(list((tmp_path / "results").glob("items/*/export.md"))) == 5
+    assert "results/batch.json" in no_out.stdout
+    bad = subprocess.run(
+        [*base, "batch", wf, "--inputs", str(examples / "content_jobs.csv"), "--export", "docx"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2
+    assert "unknown export format" in bad.stderr
     out = tmp_path / "o"
     ok = subprocess.run(
         [

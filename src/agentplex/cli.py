@@ -193,7 +193,7 @@ def run(
     from agentplex.report.terminal import LiveView, render_layers, render_summary
     from agentplex.runner import arun
 
-    formats = _export_formats(export, out, _die)
+    formats, out = _export_formats(export, out, _die)
     compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
     console = Console(highlight=False)
     show = not json_out

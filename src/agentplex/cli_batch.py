@@ -89,7 +89,7 @@ def batch(
     from agentplex.exports import export_batch
     from agentplex.report.batch_progress import BatchProgress
 
-    formats = _export_formats(export, out, _die)
+    formats, out = _export_formats(export, out, _die)
     compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
     console = Console(highlight=False)
     log = Console(stderr=True, highlight=False)
@@ -151,20 +151,23 @@ def batch(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _export_formats(export: str | None, out: Path | None, die: Any) -> tuple[str, ...]:
-    """Parse --export (which needs --out) before anything runs."""
+DEFAULT_OUT = Path("results")
+
+
+def _export_formats(
+    export: str | None, out: Path | None, die: Any
+) -> tuple[tuple[str, ...], Path | None]:
+    """Parse --export before anything runs; exports go to --out, by default ./results."""
     from agentplex.exceptions import ConfigError
     from agentplex.exports import parse_formats
 
     if export is None:
-        return ()
-    if out is None:
-        die("--export writes into the --out folder. Fix: add --out DIR.")
+        return (), out
     try:
-        return parse_formats(export)
+        return parse_formats(export), out or DEFAULT_OUT
     except ConfigError as exc:
         die(str(exc))
-    return ()
+    return (), out
 
 
 def render_batch_summary(result: BatchResult) -> RenderableType:

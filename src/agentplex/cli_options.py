@@ -156,7 +156,7 @@ ExportOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional here
     typer.Option(
         "--export",
-        help="Also export the final outputs into the --out folder: md, html, pptx, pdf "
-        "(comma-separated; pptx and pdf need agentplex[export]).",
+        help="Also export the final outputs into the --out folder (default ./results): "
+        "md, html, pptx, pdf (comma-separated; pptx and pdf need agentplex[export]).",
     ),
 ]
