@@ -139,7 +139,7 @@ def test_bad_rows_fail_alone_naming_their_line(tmp_path: Path) -> None:
     assert "duplicate key 'ok1'" in invalid[f"{jobs}:4"]
     assert "priority 'high' is not a number" in invalid[f"{jobs}:5"]
     assert "unknown provider 'nowhere'" in invalid[f"{jobs}:6"]
-    assert "input 'topic' is required" in invalid[f"{jobs}:8"]
+    assert "no value for input 'topic'. Fix: fill the 'topic' column" in invalid[f"{jobs}:8"]
     bad_json = write(tmp_path / "jobs.jsonl", '{"topic": "Rust"}\n{"topic": \n[1, 2]\n')
     result = ap.run_batch(pipeline(), bad_json)
     assert result.counts() == {"succeeded": 1, "invalid": 2}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agentplex.exceptions import ConfigError, WorkflowFileError
-from agentplex.validation import resolve_inputs
+from agentplex.validation import required_inputs, resolve_inputs
 from agentplex.workflow import CompiledWorkflow
 
 RESERVED = ("key", "priority", "model")
@@ -150,6 +150,19 @@ def _item(
     except (TypeError, ValueError):
         problem = f"priority {priority_value!r} is not a number."
         return BatchItem(key, values, where=where, error=f"{where}: {problem}")
+    declared = compiled.inputs or {}
+    missing = [
+        name
+        for name in required_inputs(compiled)
+        if name not in values and (name not in declared or declared[name].required)
+    ]
+    if missing:
+        problem = (
+            f"no value for input {missing[0]!r}"
+            + (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
+            + f". Fix: fill the {missing[0]!r} column of this row."
+        )
+        return BatchItem(key, values, priority, where=where, error=f"{where}: {problem}")
     try:
         resolve_inputs(compiled, values)
     except ConfigError as exc:
