@@ -65,9 +65,11 @@ from agentplex.llm import Limits, ProviderConfig, Secret
 from agentplex.llm.pricing import Price
 from agentplex.options import RunOptions
 from agentplex.result import NodeResult, RunResult
+from agentplex.resume import aresume, resume
 from agentplex.roles import BUILTIN_ROLES, Role
 from agentplex.runner import arun, run
 from agentplex.scheduler import Scheduler
+from agentplex.store import MemoryStore, RunNotFoundError, RunStore, StoreError
 from agentplex.workflow import (
     AgentNode,
     CompiledWorkflow,
@@ -105,6 +107,7 @@ __all__ = [
     "ItemStarted",
     "Limits",
     "MapNode",
+    "MemoryStore",
     "MissingExtraError",
     "Node",
     "NodeCancelled",
@@ -128,18 +131,22 @@ __all__ = [
     "Role",
     "RunFailedError",
     "RunFinished",
+    "RunNotFoundError",
     "RunOptions",
     "RunResult",
     "RunStarted",
+    "RunStore",
     "Scheduler",
     "SchemaError",
     "Secret",
+    "StoreError",
     "TemplateError",
     "UnknownRoleError",
     "UntrustedCodeError",
     "Workflow",
     "WorkflowError",
     "WorkflowFileError",
+    "aresume",
     "arun",
     "arun_batch",
     "benchmark",
@@ -147,6 +154,7 @@ __all__ = [
     "export_run",
     "fan_out",
     "load_workflow",
+    "resume",
     "run",
     "run_batch",
     "workflow_from_data",

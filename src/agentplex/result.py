@@ -45,6 +45,8 @@ class NodeResult:
     """The nodes this one depended on (for the report's graph)."""
     attempt_starts: tuple[float, ...] = ()
     """When each attempt started (seconds since the run started); retries are the later ones."""
+    reused: bool = False
+    """Taken from the stored run being resumed, not run again (no timings in this run)."""
 
     @property
     def duration_s(self) -> float:
@@ -77,6 +79,7 @@ class NodeResult:
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
             "deps": list(self.deps),
             "attempt_starts": [round(t, 6) for t in self.attempt_starts],
+            "reused": self.reused,
         }
 
 

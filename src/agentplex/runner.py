@@ -29,12 +29,15 @@ Policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from agentplex import events as ev
+from agentplex import run_record
 from agentplex.agents import as_items
 from agentplex.bodies import NodeBodies
 from agentplex.exceptions import (
@@ -49,6 +52,8 @@ from agentplex.result import NodeResult, NodeStatus, RunResult
 from agentplex.retry import backoff_delay, describe, is_retryable
 from agentplex.scheduler import Scheduler
 from agentplex.slots import Slot, SlotPool
+from agentplex.store import RunStore, StoredNode, open_store
+from agentplex.store.recorder import Recorder
 from agentplex.validation import resolve_inputs
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
 
@@ -77,6 +82,11 @@ class _Run:
         bodies: NodeBodies | None = None,
         priority: float = 0.0,
         arrival: int = 0,
+        store: RunStore | None = None,
+        source: str | None = None,
+        prior: Mapping[str, StoredNode] | None = None,
+        batch_id: str | None = None,
+        item_key: str | None = None,
     ) -> None:
         options.check()
         self.wf = compiled
@@ -120,6 +130,29 @@ class _Run:
         """The result, once built (also when the run was cancelled)."""
         self.ended = asyncio.Event()
         """Set when the last node has ended."""
+        self.reused: set[str] = set()
+        """Nodes whose stored result (from the run being resumed) stands."""
+        self.recorder: Recorder | None = None
+        if store is not None:
+            self.recorder = Recorder(
+                store, self, source=source, batch_id=batch_id, item_key=item_key
+            )
+            self.observers.append(self.recorder)
+            if prior:
+                self.reuse(self.recorder.reusable(prior))
+
+    def reuse(self, stored: Mapping[str, StoredNode]) -> None:
+        """Take these stored results as this run's own: they will not run again."""
+        for node_id, node in stored.items():
+            record = node.record
+            self.outputs[node_id] = node.output
+            self.status[node_id] = "succeeded"
+            self.attempts[node_id] = int(record.get("attempts") or 1)
+            usage = record.get("usage")
+            if usage:
+                self.usage[node_id] = Usage(usage["input_tokens"], usage["output_tokens"])
+        self.reused = set(stored)
+        self.scheduler.mark_done(self.reused)
 
     # -- events -----------------------------------------------------------------
 
@@ -138,6 +171,12 @@ class _Run:
                 await self.bodies.prepare()  # bad keys, URLs, extras fail before anything runs
             except BaseException:
                 await self.bodies.aclose()
+                raise
+        if self.recorder is not None:
+            try:
+                self.recorder.begin()  # refuses a run another process is writing
+            except BaseException:
+                await self.close()
                 raise
         self.t0 = self.clock()
         self.emit(
@@ -172,6 +211,9 @@ class _Run:
             result = self.final = self.result(status)
             await self.close()
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
+            if self.recorder is not None:
+                with contextlib.suppress(BaseException):
+                    await self.recorder.finish()
             raise
         await self.close()
         if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(
@@ -180,6 +222,8 @@ class _Run:
             status = "failed"
         result = self.final = self.result(status)
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
+        if self.recorder is not None:
+            await self.recorder.finish()
         return result
 
     async def close(self) -> None:
@@ -270,6 +314,9 @@ class _Run:
             self.usage[node_id] = usage
         t = self.finished[node_id] = self.clock() - self.t0
         self.status[node_id] = "succeeded"
+        if self.recorder is not None:
+            self.release(slot)  # other work may use the slot while the result is written
+            await self.recorder.succeeded(node_id)  # durable before any successor starts
         newly_ready = self.scheduler.done(node_id)
         if self.observers:
             duration = t - self.started[node_id]
@@ -445,54 +492,11 @@ class _Run:
 
     # -- the result -------------------------------------------------------------
 
+    def node_result(self, node_id: str) -> NodeResult:
+        return run_record.node_result(self, node_id)
+
     def result(self, status: Literal["succeeded", "failed", "cancelled"]) -> RunResult:
-        wall = self.now()
-        results: dict[str, NodeResult] = {}
-        durations: dict[str, float] = {}
-        status_of, started_of, finished_of = self.status, self.started, self.finished
-        outputs, attempts, usage, errors = self.outputs, self.attempts, self.usage, self.errors
-        roles, model_of, cost_of = self.wf.roles, self.bodies.model_of, self.bodies.cost
-        deps_of, attempt_starts = self.wf.deps, self.attempt_starts
-        no_error = (None, None)
-        for node_id, node in self.nodes.items():
-            state = status_of.get(node_id, "pending")
-            started = started_of.get(node_id)
-            finished = finished_of.get(node_id)
-            error, error_type = errors.get(node_id, no_error) if errors else no_error
-            body = node.body if isinstance(node, MapNode) else node
-            results[node_id] = NodeResult(
-                node_id,
-                node.kind,
-                state,
-                outputs.get(node_id),
-                started,
-                finished,
-                attempts.get(node_id, 0),
-                error,
-                error_type,
-                roles[body.role].name if isinstance(body, AgentNode) else None,
-                model_of(node_id),
-                node_usage := (usage.get(node_id) if usage else None),
-                cost_of(node_id, node_usage) if node_usage is not None else None,
-                tuple(deps_of[node_id]),
-                tuple(attempt_starts.get(node_id, ())),
-            )
-            if state == "succeeded" and started is not None and finished is not None:
-                durations[node_id] = finished - started
-        length, path = self.scheduler.critical_path(durations)
-        return RunResult(
-            run_id=self.run_id,
-            workflow=self.wf.name,
-            status=status,
-            strategy=self.strategy,
-            max_concurrency=self.options.max_concurrency,
-            wall_s=wall,
-            nodes=results,
-            critical_path=tuple(path),
-            critical_path_s=length,
-            inputs=dict(self.inputs),
-            warnings=self.wf.warnings,
-        )
+        return run_record.run_result(self, status)
 
 
 def _with_timeout(spec: Node, timeout_s: float | None) -> Node:
@@ -512,6 +516,8 @@ async def arun(
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    store: RunStore | str | Path | bool | None = None,
+    prior: Mapping[str, StoredNode] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run ``workflow`` on the running event loop and return its result.
@@ -520,6 +526,11 @@ async def arun(
     ``strategy``, ``error_policy``, ``model``, ``seed``, ``timeout_s``,
     ``retries``...). ``observers`` are called with every :mod:`event <agentplex.events>`.
     ``clock``, ``sleep`` and ``rng`` are injectable for tests.
+
+    ``store`` records the run durably (``True``: the default SQLite store,
+    ``.agentplex/runs.sqlite`` or ``$AGENTPLEX_STORE``; a path; or a
+    :class:`~agentplex.store.RunStore`), so :func:`agentplex.resume` can finish
+    it after a crash. ``prior`` holds stored results to reuse (resume passes it).
 
     A failed run returns a result with ``status == "failed"``; call
     ``result.raise_for_status()`` to turn that into an exception.
@@ -536,17 +547,28 @@ async def arun(
     except TypeError as exc:
         known = ", ".join(RunOptions.__dataclass_fields__)
         raise ConfigError(f"{exc}; run options are: {known}.") from None
-    state = _Run(
-        compiled,
-        inputs or {},
-        run_options,
-        observers,
-        run_id=run_id,
-        clock=clock,
-        sleep=sleep,
-        rng=rng or random.Random(),
-    )
-    return await state.execute()
+    opened = None
+    if store is True or isinstance(store, str | Path):
+        opened = open_store(None if store is True else store)
+    run_store = opened or (store if isinstance(store, RunStore) else None)
+    try:
+        state = _Run(
+            compiled,
+            inputs or {},
+            run_options,
+            observers,
+            run_id=run_id,
+            clock=clock,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            store=run_store,
+            source=compiled.source,
+            prior=prior,
+        )
+        return await state.execute()
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def run(workflow: Workflow | CompiledWorkflow, **kwargs: Any) -> RunResult:

@@ -1,0 +1,89 @@
+"""``resume``: finish a stored run, re-running only what did not succeed.
+
+The run is reloaded from the store: its inputs and settings, and its
+workflow from the file it came from (read again, so edits are picked up).
+Every stored succeeded result whose content key is unchanged is kept; the
+rest (failed, cancelled, never started, or edited, and their dependents)
+runs under the same run id, recorded in the same store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agentplex import events as ev
+from agentplex.exceptions import ConfigError
+from agentplex.result import RunResult
+from agentplex.store import RunStore, StoredNode, open_store
+from agentplex.workflow import CompiledWorkflow, Workflow
+
+
+async def aresume(
+    run_id: str,
+    *,
+    store: RunStore | str | Path | None = None,
+    workflow: Workflow | CompiledWorkflow | None = None,
+    observers: Iterable[ev.Observer] = (),
+    **overrides: Any,
+) -> RunResult:
+    """Finish run ``run_id`` from ``store`` (default: the project's store); see the module docstring.
+
+    ``workflow`` is needed for runs built in Python (their file is unknown);
+    ``overrides`` replace stored run options (``max_concurrency``, ``api_key``...).
+
+    Raises:
+        RunNotFoundError: if the store has no such run.
+        StoreError: if another process is writing the run, or the store is unusable.
+        ConfigError: if the workflow cannot be found again.
+    """
+    from agentplex.runner import arun
+
+    opened = None if isinstance(store, RunStore) else open_store(store)
+    run_store = opened or store
+    assert isinstance(run_store, RunStore)
+    try:
+        workflow, inputs, options, prior = await asyncio.to_thread(
+            _reload, run_store, run_id, workflow
+        )
+        return await arun(
+            workflow,
+            inputs=inputs,
+            observers=observers,
+            run_id=run_id,
+            store=run_store,
+            prior=prior,
+            **{**options, **overrides},
+        )
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _reload(
+    store: RunStore, run_id: str, workflow: Workflow | CompiledWorkflow | None
+) -> tuple[Workflow | CompiledWorkflow, dict[str, Any], dict[str, Any], dict[str, StoredNode]]:
+    """Read the run back (off the event loop: these are blocking reads)."""
+    from agentplex.files import load_workflow
+
+    record = store.get_run(run_id)
+    if workflow is None:
+        if not record.source:
+            raise ConfigError(
+                f"run {run_id!r} was built in Python, so its workflow cannot be reloaded. "
+                "Fix: pass workflow=... to resume()."
+            )
+        if not Path(record.source).is_file():
+            raise ConfigError(
+                f"run {run_id!r} came from {record.source}, which no longer exists. "
+                "Fix: restore the file, or pass workflow=... to resume()."
+            )
+        workflow = load_workflow(record.source)
+    return workflow, dict(record.inputs), dict(record.settings), store.get_nodes(run_id)
+
+
+def resume(run_id: str, **kwargs: Any) -> RunResult:
+    """Finish a stored run from synchronous code; see :func:`aresume`."""
+    return asyncio.run(aresume(run_id, **kwargs))

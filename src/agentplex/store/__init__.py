@@ -1,0 +1,263 @@
+"""The run store: every run, every node result and the event stream, durably.
+
+:class:`RunStore` is the small interface the runner writes to and the CLI
+reads from; :class:`MemoryStore` keeps everything in dicts (tests, one-off
+runs) and :class:`~agentplex.store.sqlite.SqliteStore` is the embedded
+default, one SQLite file in WAL mode, by default ``.agentplex/runs.sqlite``
+under the current directory (``AGENTPLEX_STORE`` or ``--store`` elsewhere).
+
+Writes are queued and never block the event loop; :meth:`RunStore.sync`
+returns once everything queued so far is durable. The runner awaits it when a
+node succeeds, before any successor starts, so a crash can lose only work in
+flight. A store holds no secrets: the run's settings are stored with keys
+removed, and outputs pass through the same redaction as logs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agentplex.exceptions import AgentplexError
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(AgentplexError):
+    """The store cannot be used (newer schema, corrupt, locked, busy run); the message says why."""
+
+
+class RunNotFoundError(StoreError):
+    """No run with that id in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run as the store knows it."""
+
+    run_id: str
+    workflow: str
+    status: str
+    """``running``, ``succeeded``, ``failed`` or ``cancelled`` (``running`` after a crash too)."""
+    created: float
+    updated: float
+    source: str | None = None
+    """The workflow file, for resume; None for workflows built in Python."""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The run options, without secrets."""
+    total_nodes: int = 0
+    done_nodes: int = 0
+    cost_usd: float | None = None
+    batch_id: str | None = None
+    item_key: str | None = None
+    owner: str | None = None
+    """``host:pid`` of the process writing the run."""
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    """The final result record (``RunResult.to_dict()`` without outputs) once ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNode:
+    """A node's latest result as stored, with its content key."""
+
+    node_id: str
+    key: str
+    status: str
+    output: Any = None
+    record: Mapping[str, Any] = field(default_factory=dict)
+    """``NodeResult.to_dict()`` (timings, attempts, usage, cost, error...)."""
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether ``owner`` (``host:pid``) is a live process on this host."""
+    if not owner or owner == this_owner():
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore(ABC):
+    """Where runs are recorded; see the module docstring for the guarantees."""
+
+    location: str = "memory"
+
+    # -- writes (queued) -------------------------------------------------------
+
+    @abstractmethod
+    def begin_run(self, record: RunRecord) -> None:
+        """Record (or re-open, to resume) a run and claim it for this process.
+
+        Raises:
+            StoreError: if another live process is writing the run.
+        """
+
+    @abstractmethod
+    def put_node(self, run_id: str, node: StoredNode) -> None:
+        """Record a node's result (replacing an earlier one)."""
+
+    @abstractmethod
+    def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
+        """Append ``(seq, t, kind, node_id, json data)`` event rows."""
+
+    @abstractmethod
+    def end_run(self, run_id: str, status: str, summary: Mapping[str, Any]) -> None:
+        """Record how the run ended, and release it."""
+
+    async def sync(self) -> None:  # noqa: B027 - memory stores are always durable
+        """Return once everything written so far is durable."""
+
+    def close(self) -> None:  # noqa: B027
+        """Flush and release the store."""
+
+    # -- reads ---------------------------------------------------------------
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """Return the run.
+
+        Raises:
+            RunNotFoundError: naming the store and how to list its runs.
+        """
+
+    @abstractmethod
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        """Return runs, newest first."""
+
+    @abstractmethod
+    def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
+        """Return every stored node result of the run."""
+
+    @abstractmethod
+    def get_events(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the run's events in order, as ``{seq, t, kind, node_id, data}``."""
+
+    def not_found(self, run_id: str) -> RunNotFoundError:
+        return RunNotFoundError(
+            f"no run {run_id!r} in the store at {self.location}. "
+            "Fix: 'agentplex runs' lists the runs it holds (or pass --store PATH)."
+        )
+
+
+class MemoryStore(RunStore):
+    """A store in dicts: for tests and runs that need no durability."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.nodes: dict[str, dict[str, StoredNode]] = {}
+        self.events: dict[str, list[tuple[int, float, str, str | None, str]]] = {}
+
+    def begin_run(self, record: RunRecord) -> None:
+        old = self.runs.get(record.run_id)
+        if old is not None and old.status == "running" and owner_alive(old.owner):
+            raise busy(record.run_id, old.owner)
+        created = old.created if old is not None else record.created
+        self.runs[record.run_id] = replace(record, created=created, owner=this_owner())
+        self.nodes.setdefault(record.run_id, {})
+        self.events.setdefault(record.run_id, [])
+
+    def put_node(self, run_id: str, node: StoredNode) -> None:
+        self.nodes[run_id][node.node_id] = node
+        run = self.runs[run_id]
+        done = sum(1 for n in self.nodes[run_id].values() if n.status == "succeeded")
+        self.runs[run_id] = replace(run, done_nodes=done)
+
+    def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
+        self.events[run_id].extend(rows)
+
+    def end_run(self, run_id: str, status: str, summary: Mapping[str, Any]) -> None:
+        import time
+
+        run = self.runs[run_id]
+        self.runs[run_id] = replace(
+            run,
+            status=status,
+            summary=dict(summary),
+            updated=time.time(),
+            cost_usd=summary.get("cost_usd"),
+            owner=None,
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise self.not_found(run_id) from None
+
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        return sorted(self.runs.values(), key=lambda r: r.created, reverse=True)[:limit]
+
+    def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
+        self.get_run(run_id)
+        return dict(self.nodes.get(run_id, {}))
+
+    def get_events(self, run_id: str) -> list[dict[str, Any]]:
+        import json
+
+        self.get_run(run_id)
+        return [
+            {"seq": s, "t": t, "kind": k, "node_id": n, "data": json.loads(d)}
+            for s, t, k, n, d in self.events.get(run_id, [])
+        ]
+
+
+def busy(run_id: str, owner: str | None) -> StoreError:
+    return StoreError(
+        f"run {run_id!r} is being written by process {owner}. Fix: wait for it to end, "
+        "or stop it; two processes never write the same run."
+    )
+
+
+def default_store_path() -> Path:
+    """``$AGENTPLEX_STORE``, else ``.agentplex/runs.sqlite`` in the current directory."""
+    configured = os.environ.get("AGENTPLEX_STORE")
+    if configured:
+        path = Path(configured)
+        return path / "runs.sqlite" if path.suffix == "" else path
+    return Path(".agentplex") / "runs.sqlite"
+
+
+def open_store(where: str | Path | RunStore | None = None) -> RunStore:
+    """Return ``where`` if it is a store, else the SQLite store at ``where`` (or the default).
+
+    Raises:
+        StoreError: if the file is not a usable store.
+    """
+    if isinstance(where, RunStore):
+        return where
+    from agentplex.store.sqlite import SqliteStore
+
+    path = Path(where) if where is not None else default_store_path()
+    if path.suffix == "" or path.is_dir():
+        path = path / "runs.sqlite"
+    return SqliteStore(path)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MemoryStore",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStore",
+    "StoreError",
+    "StoredNode",
+    "default_store_path",
+    "open_store",
+]

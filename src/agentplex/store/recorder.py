@@ -1,0 +1,162 @@
+"""The bridge between a run and the store: what is written, and when.
+
+The recorder is an observer of the run's events (it writes a compact event
+row for each lifecycle event, in chunks) and is called by the runner when a
+node succeeds: it writes the node's result and returns once that write is
+durable, and only then does the runner let the node's successors start.
+Failed, skipped and cancelled nodes are written as their events arrive.
+
+On resume the recorder also decides which stored results are reusable: a
+succeeded node whose content key (:mod:`agentplex.keys`) is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from agentplex import events as ev
+from agentplex.keys import node_keys
+from agentplex.store import RunRecord, RunStore, StoredNode
+
+if TYPE_CHECKING:
+    from agentplex.options import RunOptions
+    from agentplex.result import NodeResult
+    from agentplex.runner import _Run
+
+_CHUNK = 512
+"""Event rows buffered before they are queued for writing."""
+
+_SECRET_OPTIONS = ("api_key", "providers", "prices")
+
+
+def stored_settings(options: RunOptions) -> dict[str, Any]:
+    """The run options worth keeping to resume with: no keys, no provider objects."""
+    import dataclasses
+
+    settings = {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if f.name not in _SECRET_OPTIONS
+    }
+    return {k: v for k, v in settings.items() if isinstance(v, str | int | float | bool | None)}
+
+
+class Recorder:
+    """Writes one run into a store; see the module docstring."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        run: _Run,
+        *,
+        source: str | None,
+        batch_id: str | None = None,
+        item_key: str | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.source = source
+        self.batch_id = batch_id
+        self.item_key = item_key
+        self.keys = node_keys(run.wf, run.inputs, run.options.model)
+        self.rows: list[tuple[int, float, str, str | None, str]] = []
+        self.seq = 0
+
+    def reusable(self, prior: Mapping[str, StoredNode]) -> dict[str, StoredNode]:
+        """The stored results that still hold: succeeded, with an unchanged key."""
+        keys = self.keys
+        return {
+            node_id: node
+            for node_id, node in prior.items()
+            if node.status == "succeeded" and keys.get(node_id) == node.key
+        }
+
+    def begin(self) -> None:
+        run = self.run
+        now = time.time()
+        self.store.begin_run(
+            RunRecord(
+                run_id=run.run_id,
+                workflow=run.wf.name,
+                status="running",
+                created=now,
+                updated=now,
+                source=self.source,
+                inputs=dict(run.inputs),
+                settings=stored_settings(run.options),
+                total_nodes=len(run.nodes),
+                batch_id=self.batch_id,
+                item_key=self.item_key,
+            )
+        )
+        for node_id in run.reused:  # carried over from the run being resumed
+            self.put(run.node_result(node_id))
+
+    def put(self, result: NodeResult) -> None:
+        self.store.put_node(
+            self.run.run_id,
+            StoredNode(
+                result.node_id,
+                self.keys[result.node_id],
+                result.status,
+                result.output,
+                result.to_dict(),
+            ),
+        )
+
+    async def succeeded(self, node_id: str) -> None:
+        """Write a succeeded node's result; return once it is durable."""
+        self.put(self.run.node_result(node_id))
+        self.flush_events()
+        await self.store.sync()
+
+    def flush_events(self) -> None:
+        if self.rows:
+            self.store.put_events(self.run.run_id, self.rows)
+            self.rows = []
+
+    async def finish(self) -> None:
+        """Write the end of the run and wait until everything is durable."""
+        result = self.run.final
+        assert result is not None
+        self.flush_events()
+        summary = result.to_dict()
+        summary.pop("nodes", None)
+        self.store.end_run(self.run.run_id, result.status, summary)
+        await self.store.sync()
+
+    # -- the event stream ------------------------------------------------------
+
+    def __call__(self, event: ev.Event) -> None:
+        data: dict[str, Any] | None
+        node_id = getattr(event, "node_id", None)
+        if isinstance(event, ev.NodeStarted):
+            data = {"attempt": event.attempt}
+        elif isinstance(event, ev.NodeFinished):
+            data = {"attempts": event.attempts, "duration_s": round(event.duration_s, 6)}
+        elif isinstance(event, ev.NodeRetrying):
+            data = {"attempt": event.attempt, "error": event.error, "delay_s": event.delay_s}
+        elif isinstance(event, ev.NodeFailed):
+            data = {"error": event.error, "error_type": event.error_type}
+            self.put(self.run.node_result(event.node_id))
+        elif isinstance(event, ev.NodeSkipped):
+            data = {"because": event.because}
+            self.put(self.run.node_result(event.node_id))
+        elif isinstance(event, ev.NodeCancelled):
+            data = {"started": event.started}
+            self.put(self.run.node_result(event.node_id))
+        elif isinstance(event, ev.RunStarted):
+            data = {"strategy": event.strategy, "max_concurrency": event.max_concurrency}
+        elif isinstance(event, ev.RunFinished):
+            data = {"status": event.result.status}
+        else:
+            return  # ready, progress and streamed text are not worth a row each
+        self.seq += 1
+        self.rows.append(
+            (self.seq, round(event.t, 6), type(event).__name__, node_id, json.dumps(data))
+        )
+        if len(self.rows) >= _CHUNK:
+            self.flush_events()
