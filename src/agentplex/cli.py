@@ -24,12 +24,14 @@ from agentplex.cli_options import (
     MaxConcurrencyOpt,
     MaxInflightOpt,
     ModelOpt,
+    NoStoreOpt,
     PricesOpt,
     QuietOpt,
     RetriesOpt,
     RpmOpt,
     SeedOpt,
     SimScaleOpt,
+    StoreOpt,
     StrategyOpt,
     TimeoutOpt,
     TotalTimeoutOpt,
@@ -182,6 +184,8 @@ def run(
     on_cycle: OnCycleOpt = OnCycleChoice.error,
     untrusted: UntrustedOpt = False,
     export: ExportOpt = None,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
 ) -> None:
     """Run a workflow and print what ran in parallel, the outputs and the speedup."""
     import asyncio
@@ -232,9 +236,22 @@ def run(
             prices=prices,
         )
         options["stream"] = live if stream is None else stream
-        result = asyncio.run(
-            arun(compiled, inputs=_parse_inputs(input or []), observers=observers, **options)
-        )
+        from agentplex.store import open_store
+
+        run_store = None if no_store else open_store(store)
+        try:
+            result = asyncio.run(
+                arun(
+                    compiled,
+                    inputs=_parse_inputs(input or []),
+                    observers=observers,
+                    store=run_store,
+                    **options,
+                )
+            )
+        finally:
+            if run_store is not None:
+                run_store.close()
     except KeyboardInterrupt:
         interrupted = True
         if not finished:
@@ -261,6 +278,9 @@ def run(
         if not quiet:
             _print_final_outputs(console, compiled, result)
         console.print(render_summary(result, nodes=not quiet))
+        if not no_store:
+            hint = "" if result.ok else f"; finish it with: agentplex resume {result.run_id}"
+            console.print(f"run {result.run_id} is recorded{hint}")
         if interrupted:
             console.print("[yellow]interrupted: finished nodes are kept above[/]")
     if interrupted:
@@ -361,6 +381,12 @@ from agentplex.cli_batch import batch, bench, report  # noqa: E402 - registers t
 app.command("batch")(batch)
 app.command("bench")(bench)
 app.command("report")(report)
+
+from agentplex.cli_store import resume, runs, show  # noqa: E402 - registers the store commands
+
+app.command("runs")(runs)
+app.command("show")(show)
+app.command("resume")(resume)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from agentplex.cli_options import (
     RpmOpt,
     SeedOpt,
     SimScaleOpt,
+    StoreOpt,
     StrategyOpt,
     TimeoutOpt,
     TotalTimeoutOpt,
@@ -300,21 +301,35 @@ def render_benchmark(result: Any) -> RenderableType:
 
 def report(
     record: Annotated[
-        Path, typer.Argument(help="A run.json (agentplex run --out) or batch.json (batch --out).")
+        str,
+        typer.Argument(
+            help="A run id from the store, a run.json (agentplex run --out) or a batch.json."
+        ),
     ],
     html: Annotated[
         Path, typer.Option("--html", help="Write the self-contained HTML report here.")
     ] = Path("report.html"),
+    store: StoreOpt = None,
 ) -> None:
-    """Turn a run or batch record into one self-contained HTML report."""
+    """Turn a stored run, a run record or a batch record into one self-contained HTML report."""
     from rich.console import Console
 
     from agentplex.cli import _die
     from agentplex.exceptions import AgentplexError
-    from agentplex.report.html import write_report
+    from agentplex.report.html import record_from_store, render_html, write_report
+    from agentplex.store import open_store
 
     try:
-        out = write_report(record, html)
+        if Path(record).is_file():
+            out = write_report(record, html)
+        else:
+            run_store = open_store(store)
+            try:
+                data = record_from_store(run_store, record)
+            finally:
+                run_store.close()
+            html.write_text(render_html(data), encoding="utf-8")
+            out = html
     except AgentplexError as exc:
         _die(str(exc))
     Console(highlight=False).print(f"wrote {out}")

@@ -160,3 +160,15 @@ ExportOpt = Annotated[
         "md, html, pptx, pdf (comma-separated; pptx and pdf need agentplex[export]).",
     ),
 ]
+
+
+StoreOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--store",
+        help="Run store file or folder [default: $AGENTPLEX_STORE or .agentplex/runs.sqlite].",
+    ),
+]
+NoStoreOpt = Annotated[
+    bool, typer.Option("--no-store", help="Do not record the run (it cannot be resumed).")
+]

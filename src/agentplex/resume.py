@@ -45,11 +45,11 @@ async def aresume(
     run_store = opened or store
     assert isinstance(run_store, RunStore)
     try:
-        workflow, inputs, options, prior = await asyncio.to_thread(
+        loaded, inputs, options, prior = await asyncio.to_thread(
             _reload, run_store, run_id, workflow
         )
         return await arun(
-            workflow,
+            loaded,
             inputs=inputs,
             observers=observers,
             run_id=run_id,

@@ -81,6 +81,20 @@ def load_record(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, A
     return record, items
 
 
+def record_from_store(store: Any, run_id: str) -> dict[str, Any]:
+    """A run record (as ``run.json`` has it) rebuilt from the store, also for a crashed run."""
+    run = store.get_run(run_id)
+    nodes = {node_id: dict(node.record) for node_id, node in store.get_nodes(run_id).items()}
+    record: dict[str, Any] = {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status,
+        **dict(run.summary),
+    }
+    record["nodes"] = nodes
+    return record
+
+
 def render_html(record: dict[str, Any], items: dict[str, dict[str, Any]] | None = None) -> str:
     """Return the report of a run record (or of a batch record and its item records)."""
     if "items" in record:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentplex import events as ev
@@ -58,7 +59,7 @@ class Recorder:
     ) -> None:
         self.store = store
         self.run = run
-        self.source = source
+        self.source = str(Path(source).resolve()) if source else None
         self.batch_id = batch_id
         self.item_key = item_key
         self.keys = node_keys(run.wf, run.inputs, run.options.model)

@@ -1,0 +1,182 @@
+"""``agentplex runs``, ``show`` and ``resume``: the run store from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from agentplex.cli_options import JsonOutOpt, StoreOpt
+
+RunIdArg = Annotated[str, typer.Argument(help="A run id, as 'agentplex runs' lists them.")]
+
+
+def _store(store: Any) -> Any:
+    from agentplex.cli import _die
+    from agentplex.exceptions import AgentplexError
+    from agentplex.store import open_store
+
+    try:
+        return open_store(store)
+    except AgentplexError as exc:
+        _die(str(exc))
+
+
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    store: StoreOpt = None,
+    json_out: JsonOutOpt = False,
+) -> None:
+    """List recent runs, newest first: id, workflow, status, progress, cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentplex.cli import _die
+    from agentplex.exceptions import AgentplexError
+
+    run_store = _store(store)
+    try:
+        records = run_store.list_runs(limit)
+    except AgentplexError as exc:
+        _die(str(exc))
+    if json_out:
+        rows = [
+            {
+                "run_id": r.run_id,
+                "workflow": r.workflow,
+                "status": r.status,
+                "created": r.created,
+                "done_nodes": r.done_nodes,
+                "total_nodes": r.total_nodes,
+                "cost_usd": r.cost_usd,
+                "batch_id": r.batch_id,
+                "item_key": r.item_key,
+                "source": r.source,
+            }
+            for r in records
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"runs in {run_store.location}", title_justify="left")
+    table.add_column("run id", no_wrap=True)
+    for column in ("workflow", "status", "progress", "cost", "started"):
+        table.add_column(column)
+    for r in records:
+        status = r.status + (" (interrupted)" if r.status == "running" and not r.owner else "")
+        table.add_row(
+            r.run_id,
+            r.workflow,
+            status,
+            f"{r.done_nodes}/{r.total_nodes}",
+            "" if r.cost_usd is None else f"${r.cost_usd:.4f}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created)),
+        )
+    Console(highlight=False).print(table)
+
+
+def show(run_id: RunIdArg, store: StoreOpt = None, json_out: JsonOutOpt = False) -> None:
+    """Show a stored run: its nodes, statuses, timings and errors."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentplex.cli import _die
+    from agentplex.exceptions import AgentplexError
+
+    run_store = _store(store)
+    try:
+        record = run_store.get_run(run_id)
+        nodes = run_store.get_nodes(run_id)
+    except AgentplexError as exc:
+        _die(str(exc))
+    if json_out:
+        data = {
+            "run_id": record.run_id,
+            "workflow": record.workflow,
+            "status": record.status,
+            "source": record.source,
+            "inputs": dict(record.inputs),
+            "settings": dict(record.settings),
+            "summary": dict(record.summary),
+            "nodes": {k: dict(n.record) for k, n in nodes.items()},
+        }
+        sys.stdout.write(json.dumps(data, indent=2, default=repr) + "\n")
+        return
+    console = Console(highlight=False)
+    console.print(
+        f"run {record.run_id}: {record.workflow}, {record.status}, "
+        f"{record.done_nodes}/{record.total_nodes} nodes succeeded"
+        + (f", from {record.source}" if record.source else "")
+    )
+    table = Table()
+    for column in ("node", "status", "attempts", "duration", "tokens", "error"):
+        table.add_column(column, overflow="fold")
+    for node_id, node in nodes.items():
+        data = node.record
+        usage = data.get("usage") or {}
+        table.add_row(
+            node_id,
+            node.status + (" (reused)" if data.get("reused") else ""),
+            str(data.get("attempts", "")),
+            f"{data.get('duration_s') or 0:.2f}s",
+            f"{usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)}" if usage else "",
+            str(data.get("error") or ""),
+        )
+    console.print(table)
+    missing = record.total_nodes - len(nodes)
+    if missing > 0:
+        console.print(f"{missing} node(s) never started")
+    if record.status != "succeeded":
+        console.print(f"finish it with: agentplex resume {record.run_id}")
+
+
+def resume(
+    run_id: RunIdArg,
+    store: StoreOpt = None,
+    max_concurrency: Annotated[
+        Optional[int],  # noqa: UP045 - typer needs Optional here
+        typer.Option("--max-concurrency", "-c", min=1, help="Override."),
+    ] = None,
+    json_out: JsonOutOpt = False,
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="Write run.json and every node's output here."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+) -> None:
+    """Finish a stored run: keep what succeeded, run only the rest."""
+    import asyncio
+
+    from rich.console import Console
+
+    from agentplex.cli import EXIT_FAILED, EXIT_INTERRUPTED, _die
+    from agentplex.exceptions import AgentplexError
+    from agentplex.report.terminal import render_summary
+    from agentplex.resume import aresume
+
+    run_store = _store(store)
+    overrides: dict[str, Any] = {}
+    if max_concurrency is not None:
+        overrides["max_concurrency"] = max_concurrency
+    try:
+        result = asyncio.run(aresume(run_id, store=run_store, **overrides))
+    except KeyboardInterrupt:
+        _die("interrupted; what finished is recorded, resume again to go on", EXIT_INTERRUPTED)
+    except AgentplexError as exc:
+        _die(str(exc))
+    finally:
+        run_store.close()
+    reused = sum(1 for n in result.nodes.values() if n.reused)
+    if out is not None:
+        result.write(out)
+    if json_out:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        console = Console(highlight=False)
+        console.print(render_summary(result, nodes=not quiet))
+        console.print(f"resumed {run_id}: {reused} node(s) kept, {len(result.nodes) - reused} run")
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
