@@ -37,6 +37,14 @@ def fresh_limiters() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def private_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Runs recorded by a test go to its own store, never the checkout's .agentplex/."""
+    path = tmp_path / "agentplex-store"
+    monkeypatch.setenv("AGENTPLEX_STORE", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's real keys or endpoints."""
     for name in (

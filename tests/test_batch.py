@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -193,7 +194,12 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "AGENTPLEX_SIM_SCALE": "0"},
+        env={
+            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "AGENTPLEX_SIM_SCALE": "0",
+        },
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -127,7 +128,12 @@ def test_format_errors_and_missing_extras(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_cli_export_needs_out_and_writes_files(examples: Path, tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "AGENTPLEX_SIM_SCALE": "0", "COLUMNS": "200"}
+    env = {
+        "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
+        "PATH": "/usr/bin:/bin",
+        "AGENTPLEX_SIM_SCALE": "0",
+        "COLUMNS": "200",
+    }
     base = [sys.executable, "-m", "agentplex"]
     wf = str(examples / "content_pipeline.yaml")
     no_out = subprocess.run(  # as in the issue: --export alone writes into ./results

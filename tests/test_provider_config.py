@@ -45,7 +45,13 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "AGENTPLEX_SIM_SCALE": "0", **(env or {})},
+        env={
+            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "AGENTPLEX_SIM_SCALE": "0",
+            **(env or {}),
+        },
     )
 
 

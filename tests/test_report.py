@@ -158,7 +158,11 @@ def test_untrusted_text_is_escaped() -> None:
 
 
 def test_cli_report_and_a_clear_error_for_a_wrong_file(tmp_path: Path, examples: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "AGENTPLEX_SIM_SCALE": "0"}
+    env = {
+        "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
+        "PATH": "/usr/bin:/bin",
+        "AGENTPLEX_SIM_SCALE": "0",
+    }
     run = [sys.executable, "-m", "agentplex"]
     subprocess.run(
         [*run, "run", str(examples / "business_plan.yaml"), "--out", str(tmp_path / "o"), "-q"],

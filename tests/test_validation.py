@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,12 @@ def run_cli(*args: str, sim_scale: str = "0") -> subprocess.CompletedProcess[str
         capture_output=True,
         text=True,
         timeout=60,
-        env={"AGENTPLEX_SIM_SCALE": sim_scale, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={
+            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
+            "AGENTPLEX_SIM_SCALE": sim_scale,
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+        },
     )
 
 

@@ -121,6 +121,8 @@ class _Stats:
     by_prompt: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     timeline: list[tuple[float, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    models: dict[str, str] = field(default_factory=dict)
+    """Prompt hash -> model, so /stats can count per model too."""
 
 
 def prompt_hash(model: str, messages: list[Message]) -> str:
@@ -155,12 +157,20 @@ class SimApp:
             stats.by_prompt[key][status] += 1
         stats.timeline.append((time.monotonic() - stats.started, status))
 
+    def _by_model(self) -> dict[str, dict[str, int]]:
+        stats = self.stats
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for key, counts in stats.by_prompt.items():
+            out[stats.models.get(key, "?")].update(counts)
+        return {model: dict(counts) for model, counts in out.items()}
+
     def snapshot(self, *, timeline: bool = False) -> dict[str, Any]:
         stats, tracker = self.stats, self.tracker
         data: dict[str, Any] = {
             "requests": stats.requests,
             "by_status": dict(stats.by_status),
             "by_prompt": {k: dict(v) for k, v in stats.by_prompt.items()},
+            "by_model": self._by_model(),
             "connections": {"open": tracker.open, "peak": tracker.peak, "total": tracker.total},
             "config": asdict(self.config),
         }
@@ -204,6 +214,7 @@ class SimApp:
             self._record("401", None)
             return HttpResponse.json(401, api.error(401, "missing API key"))
         key = prompt_hash(model, messages)
+        self.stats.models[key] = model
         if model.startswith("status-") and model[7:].isdigit():
             return self._forced(int(model[7:]), key, api, request)
         fault = self._draw_fault()

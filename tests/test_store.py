@@ -1,0 +1,321 @@
+"""The run store: one contract for both stores, integrity errors, and resume semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import agentplex as ap
+from agentplex.store import (
+    MemoryStore,
+    RunNotFoundError,
+    RunRecord,
+    RunStore,
+    StoredNode,
+    StoreError,
+    open_store,
+)
+from agentplex.store.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    made: RunStore = (
+        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "r.sqlite")
+    )
+    yield made
+    made.close()
+
+
+def record(run_id: str = "r1", **changes: object) -> RunRecord:
+    now = time.time()
+    base = RunRecord(run_id, "wf", "running", now, now, inputs={"q": "x"}, total_nodes=3)
+    import dataclasses
+
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+# -- the contract ----------------------------------------------------------------
+
+
+def test_contract_runs_nodes_events_roundtrip(store: RunStore) -> None:
+    store.begin_run(record("r1", settings={"model": "sim:default"}))
+    store.put_node(
+        "r1", StoredNode("a", "k-a", "succeeded", "text A", {"attempts": 1, "output": "text A"})
+    )
+    store.put_node(
+        "r1", StoredNode("b", "k-b", "succeeded", {"n": [1, 2]}, {"output": {"n": [1, 2]}})
+    )
+    store.put_node("r1", StoredNode("c", "k-c", "failed", None, {"error": "boom"}))
+    store.put_events("r1", [(1, 0.0, "RunStarted", None, "{}"), (2, 0.1, "NodeStarted", "a", "{}")])
+    asyncio.run(store.sync())
+    run = store.get_run("r1")
+    assert (run.workflow, run.status, run.total_nodes, run.done_nodes) == ("wf", "running", 3, 2)
+    assert run.inputs == {"q": "x"}
+    assert run.settings == {"model": "sim:default"}
+    nodes = store.get_nodes("r1")
+    assert nodes["a"].output == "text A"
+    assert nodes["b"].output == {"n": [1, 2]}
+    assert nodes["c"].record["error"] == "boom"
+    assert [e["kind"] for e in store.get_events("r1")] == ["RunStarted", "NodeStarted"]
+    store.put_node("r1", StoredNode("c", "k-c", "succeeded", "fixed", {"output": "fixed"}))
+    store.end_run("r1", "succeeded", {"cost_usd": 0.5})
+    asyncio.run(store.sync())
+    assert store.get_nodes("r1")["c"].status == "succeeded"  # a later result replaces
+    ended = store.get_run("r1")
+    assert ended.status == "succeeded"
+    assert ended.cost_usd == 0.5
+    assert ended.owner is None
+
+
+def test_contract_lists_newest_first_and_names_missing_runs(store: RunStore) -> None:
+    for i in range(3):
+        store.begin_run(record(f"r{i}", created=1000.0 + i))
+    asyncio.run(store.sync())
+    assert [r.run_id for r in store.list_runs()] == ["r2", "r1", "r0"]
+    assert [r.run_id for r in store.list_runs(limit=1)] == ["r2"]
+    with pytest.raises(RunNotFoundError, match="agentplex runs"):
+        store.get_run("nope")
+    with pytest.raises(RunNotFoundError):
+        store.get_nodes("nope")
+
+
+def test_contract_refuses_a_run_another_live_process_writes(store: RunStore) -> None:
+    store.begin_run(record("r1"))
+    # Pretend a live process (our parent) owns the running run.
+    other = f"{os.uname().nodename}:{os.getppid()}"
+    if isinstance(store, MemoryStore):
+        import dataclasses
+
+        store.runs["r1"] = dataclasses.replace(store.runs["r1"], owner=other)
+    else:
+        connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
+        connection.execute("UPDATE runs SET owner=? WHERE run_id='r1'", (other,))
+        connection.commit()
+        connection.close()
+    with pytest.raises(StoreError, match="being written by process"):
+        store.begin_run(record("r1"))
+    # A dead owner (a crash) does not hold the run.
+    dead = f"{os.uname().nodename}:999999"
+    if isinstance(store, MemoryStore):
+        import dataclasses
+
+        store.runs["r1"] = dataclasses.replace(store.runs["r1"], owner=dead)
+    else:
+        connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
+        connection.execute("UPDATE runs SET owner=? WHERE run_id='r1'", (dead,))
+        connection.commit()
+        connection.close()
+    store.begin_run(record("r1"))
+
+
+# -- SQLite integrity ----------------------------------------------------------------
+
+
+def test_a_newer_schema_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    SqliteStore(path).close()
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    connection.commit()
+    connection.close()
+    with pytest.raises(StoreError, match="newer agentplex .schema 99"):
+        SqliteStore(path)
+
+
+def test_a_corrupt_file_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable agentplex run store.*Fix"):
+        SqliteStore(path)
+
+
+def test_a_locked_database_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    store = SqliteStore(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        import agentplex.store.sqlite as impl
+
+        original = impl._connect
+        impl._connect = lambda p, timeout=0.2: original(p, timeout=timeout)  # type: ignore[assignment]
+        try:
+            with pytest.raises(StoreError, match="locked by another process"):
+                store.begin_run(record("r1"))
+        finally:
+            impl._connect = original  # type: ignore[assignment]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_results_survive_the_process(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    code = (
+        "import agentplex as ap\n"
+        "wf = ap.Workflow('w')\n"
+        "wf.agent('researcher', 'A', id='a')\n"
+        "wf.agent('writer', 'B', id='b', depends_on=['a'])\n"
+        f"r = ap.run(wf, store={str(path)!r}, run_id='fixed')\n"
+        "import os; os._exit(0)\n"  # no clean shutdown: what was awaited must be on disk
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"}
+    )
+    store = SqliteStore(path)
+    assert store.get_run("fixed").status == "succeeded"
+    assert set(store.get_nodes("fixed")) == {"a", "b"}
+
+
+# -- runs, keys and resume ---------------------------------------------------------
+
+
+def flaky_workflow(fail: dict[str, int]) -> ap.Workflow:
+    wf = ap.Workflow("flaky")
+
+    def check(a: str) -> str:
+        fail["n"] -= 1
+        if fail["n"] >= 0:
+            raise ValueError("not this time")
+        return a[:10]
+
+    wf.agent("researcher", "Research A", id="a")
+    wf.agent("researcher", "Research B", id="b")
+    wf.function(check, id="check", depends_on=["a"])
+    wf.agent("writer", "Write", id="write", depends_on=["check", "b"])
+    return wf
+
+
+def test_a_node_that_finished_while_its_sibling_failed_is_not_rerun() -> None:
+    store = MemoryStore()
+    counts = {"n": 1}
+    wf = flaky_workflow(counts)
+    first = ap.run(wf, store=store, error_policy="continue")
+    assert first.nodes["b"].status == "succeeded"
+    assert first.nodes["check"].status == "failed"
+    started: list[str] = []
+    resumed = ap.resume(
+        first.run_id,
+        store=store,
+        workflow=wf,
+        observers=[
+            lambda e: started.append(e.node_id) if type(e).__name__ == "NodeStarted" else None
+        ],
+    )
+    assert resumed.ok
+    assert sorted(started) == ["check", "write"]  # a and b were kept
+    assert {n for n, r in resumed.nodes.items() if r.reused} == {"a", "b"}
+    assert resumed.outputs["b"] == first.outputs["b"]
+    assert store.get_run(first.run_id).status == "succeeded"
+
+
+def test_editing_one_task_reruns_that_node_and_its_descendants_only(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    text = (
+        "name: edit\nnodes:\n"
+        "  a: {role: researcher, task: Research A}\n"
+        "  b: {role: researcher, task: Research B}\n"
+        "  c: {role: analyzer, task: Compare, depends_on: [a, b]}\n"
+        "  d: {role: writer, task: Write, depends_on: [c]}\n"
+        "  e: {role: critic, task: Critique B, depends_on: [b]}\n"
+    )
+    path.write_text(text)
+    store = MemoryStore()
+    first = ap.run(ap.load_workflow(path), store=store)
+    assert first.ok
+    path.write_text(text.replace("Research A}", "Research A in depth}"))
+    started: list[str] = []
+    resumed = ap.resume(
+        first.run_id,
+        store=store,
+        observers=[
+            lambda e: started.append(e.node_id) if type(e).__name__ == "NodeStarted" else None
+        ],
+    )
+    assert sorted(started) == ["a", "c", "d"]
+    assert resumed.outputs["a"] != first.outputs["a"]
+    assert resumed.outputs["e"] == first.outputs["e"]
+
+
+def test_resume_needs_the_workflow_of_a_python_run_and_a_known_id(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "r.sqlite")
+    wf = ap.Workflow("py")
+    wf.agent("researcher", "A", id="a")
+    first = ap.run(wf, store=store)
+    with pytest.raises(ap.ConfigError, match="built in Python.*workflow="):
+        ap.resume(first.run_id, store=store)
+    with pytest.raises(RunNotFoundError):
+        ap.resume("missing", store=store)
+    store.close()
+
+
+def test_secrets_never_reach_the_store(tmp_path: Path, sim_server: object) -> None:
+    secret = "sk-live-NeverStoreMe0123456789"
+    path = tmp_path / "r.sqlite"
+    wf = ap.Workflow("s")
+    wf.agent("researcher", "A", id="a")
+    ap.run(
+        wf,
+        store=path,
+        model="openai:status-401",
+        base_url=sim_server.url,  # type: ignore[attr-defined]
+        api_key=secret,
+        retries=0,
+    )
+    assert secret.encode() not in path.read_bytes()
+    for extra in path.parent.glob("r.sqlite*"):
+        assert secret.encode() not in extra.read_bytes()
+
+
+def test_cli_runs_show_resume_report_and_json(tmp_path: Path, examples: Path) -> None:
+    env = {**os.environ, "AGENTPLEX_SIM_SCALE": "0", "AGENTPLEX_STORE": str(tmp_path / "st")}
+    cli = [sys.executable, "-m", "agentplex"]
+    run = subprocess.run(
+        [*cli, "run", str(examples / "business_plan.yaml"), "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    listed = json.loads(
+        subprocess.run([*cli, "runs", "--json"], capture_output=True, text=True, env=env).stdout
+    )
+    assert listed[0]["workflow"] == "business_plan"
+    assert listed[0]["status"] == "succeeded"
+    run_id = listed[0]["run_id"]
+    shown = subprocess.run(
+        [*cli, "show", run_id, "--json"], capture_output=True, text=True, env=env
+    )
+    assert set(json.loads(shown.stdout)["nodes"]) >= {"market_size", "business_plan"}
+    again = subprocess.run(
+        [*cli, "resume", run_id, "--json"], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == 0, again.stderr
+    assert all(n["reused"] for n in json.loads(again.stdout)["nodes"].values())
+    html = tmp_path / "r.html"
+    report = subprocess.run(
+        [*cli, "report", run_id, "--html", str(html)], capture_output=True, text=True, env=env
+    )
+    assert report.returncode == 0, report.stderr
+    assert "market_size" in html.read_text()
+    missing = subprocess.run([*cli, "show", "nope"], capture_output=True, text=True, env=env)
+    assert missing.returncode == 2
+    assert "agentplex runs" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_open_store_uses_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTPLEX_STORE", str(tmp_path / "elsewhere"))
+    store = open_store()
+    assert store.location == str(tmp_path / "elsewhere" / "runs.sqlite")
+    store.close()
