@@ -128,14 +128,14 @@ def test_a_newer_schema_is_refused_with_the_fix(tmp_path: Path) -> None:
     connection.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     connection.commit()
     connection.close()
-    with pytest.raises(StoreError, match="newer agentplex .schema 99"):
+    with pytest.raises(StoreError, match=r"newer agentplex \(schema 99"):
         SqliteStore(path)
 
 
 def test_a_corrupt_file_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     path.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(StoreError, match="not a usable agentplex run store.*Fix"):
+    with pytest.raises(StoreError, match=r"not a usable agentplex run store.*Fix"):
         SqliteStore(path)
 
 
@@ -252,7 +252,7 @@ def test_resume_needs_the_workflow_of_a_python_run_and_a_known_id(tmp_path: Path
     wf = ap.Workflow("py")
     wf.agent("researcher", "A", id="a")
     first = ap.run(wf, store=store)
-    with pytest.raises(ap.ConfigError, match="built in Python.*workflow="):
+    with pytest.raises(ap.ConfigError, match=r"built in Python.*workflow="):
         ap.resume(first.run_id, store=store)
     with pytest.raises(RunNotFoundError):
         ap.resume("missing", store=store)
