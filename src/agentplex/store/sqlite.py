@@ -109,13 +109,11 @@ class SqliteStore(RunStore):
 
     @staticmethod
     def _schema(connection: sqlite3.Connection) -> int:
-        connection.executescript(SCHEMA)
+        connection.executescript(SCHEMA)  # idempotent; two processes may open a new file at once
+        connection.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
         row = connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            connection.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-            return SCHEMA_VERSION
         return int(row[0])
 
     # -- the writer thread -------------------------------------------------------

@@ -1,0 +1,171 @@
+"""Crash tests: a run against the simulator server is SIGKILLed at random points, then resumed.
+
+Each node calls its own model name, so the server's per-model counts say
+exactly which nodes were called, and how often. After every kill, resume
+must finish the run, call no node again that the store had as succeeded,
+and end with the outputs of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import agentplex as ap
+from agentplex.server import SimServer
+from agentplex.store import RunRecord
+from agentplex.store.sqlite import SqliteStore
+
+
+def write_workflow(path: Path, n: int = 20, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    lines = ["name: crashy", "nodes:"]
+    for i in range(n):
+        deps = sorted({f"n{rng.randrange(i)}" for _ in range(rng.randint(0, 2))}) if i else []
+        lines.append(
+            f"  n{i}: {{role: researcher, task: 'Step {i}', model: 'openai:n{i}', "
+            f"depends_on: [{', '.join(deps)}]}}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def wait_for_run(store_path: Path, timeout: float = 20.0) -> RunRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store_path.exists():
+            runs = SqliteStore(store_path).list_runs()
+            if runs:
+                return runs[0]
+        time.sleep(0.02)
+    raise AssertionError("the run never appeared in the store")
+
+
+def calls(server: SimServer) -> dict[str, int]:
+    return {m: c.get("200", 0) for m, c in server.stats()["by_model"].items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sigkill_then_resume_pays_for_nothing_twice(
+    server: SimServer, tmp_path: Path, seed: int
+) -> None:
+    with contextlib.ExitStack() as stack:
+        sigkill_and_resume(server, tmp_path, seed, stack)
+
+
+def sigkill_and_resume(
+    server: SimServer, tmp_path: Path, seed: int, stack: contextlib.ExitStack
+) -> None:
+    server.configure(latency_s=0.08, scale=1.0)
+    wf_path = tmp_path / "crashy.yaml"
+    write_workflow(wf_path)
+    reference = ap.run(
+        ap.load_workflow(wf_path), model="openai:sim", base_url=server.url, api_key="k"
+    )
+    assert reference.ok
+    server.reset()
+    store_path = tmp_path / "store" / "runs.sqlite"
+    env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
+    errors = stack.enter_context((tmp_path / "stderr.txt").open("w"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentplex",
+            "run",
+            str(wf_path),
+            "--model",
+            "openai:sim",
+            "--base-url",
+            server.url,
+            "--api-key",
+            "k",
+            "--max-concurrency",
+            "2",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        env=env,
+    )
+    try:
+        record = wait_for_run(store_path)
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(
+            (tmp_path / "stderr.txt").read_text()
+        ) from None  # then kill at a random point of the run itself
+    time.sleep(random.Random(seed).uniform(0.0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = SqliteStore(store_path)
+    kept = {n for n, node in store.get_nodes(record.run_id).items() if node.status == "succeeded"}
+    before = calls(server)
+    resumed = ap.resume(record.run_id, store=store)
+    after = calls(server)
+    store.close()
+    assert resumed.ok
+    for node_id in kept:  # nothing the store had as succeeded was called again
+        assert after.get(node_id, 0) == before.get(node_id, 0), node_id
+    assert {n for n, r in resumed.nodes.items() if r.reused} == kept
+    assert resumed.outputs == reference.outputs
+    assert all(count >= 1 for count in after.values())
+
+
+def test_a_second_process_cannot_write_the_same_run(server: SimServer, tmp_path: Path) -> None:
+    server.configure(latency_s=1.0, scale=1.0)
+    wf_path = tmp_path / "slow.yaml"
+    write_workflow(wf_path, n=4)
+    store_path = tmp_path / "runs.sqlite"
+    env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentplex",
+            "run",
+            str(wf_path),
+            "--model",
+            "openai:sim",
+            "--base-url",
+            server.url,
+            "--api-key",
+            "k",
+            "--max-concurrency",
+            "1",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        run_id = wait_for_run(store_path).run_id
+        second = subprocess.run(
+            [sys.executable, "-m", "agentplex", "resume", run_id],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert second.returncode == 2
+        assert "being written by process" in second.stderr
+    finally:
+        proc.wait(timeout=30)
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "agentplex", "show", run_id, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    )
+    assert data["status"] == "succeeded"
