@@ -107,6 +107,7 @@ def sigkill_and_resume(
     time.sleep(random.Random(seed).uniform(0.0, 1.0))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(0.3)  # calls in flight at the kill end on the server (their answers are lost)
     store = SqliteStore(store_path)
     kept = {n for n, node in store.get_nodes(record.run_id).items() if node.status == "succeeded"}
     before = calls(server)
@@ -169,3 +170,76 @@ def test_a_second_process_cannot_write_the_same_run(server: SimServer, tmp_path:
         ).stdout
     )
     assert data["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sigkill_a_batch_then_resume_item_by_item(
+    server: SimServer, tmp_path: Path, seed: int
+) -> None:
+    server.configure(latency_s=0.08, scale=1.0)
+    wf_path = tmp_path / "pipe.yaml"
+    wf_path.write_text(
+        "name: pipe\ninputs: {topic: null}\nnodes:\n"
+        "  research: {role: researcher, task: 'Research {topic}'}\n"
+        "  write: {role: writer, task: 'Write on {topic}', depends_on: [research]}\n"
+        "  review: {role: critic, task: 'Review {topic}', depends_on: [write]}\n"
+    )
+    jobs = tmp_path / "jobs.csv"  # each row calls its own model: per-item server counts
+    jobs.write_text(
+        "key,topic,model\n" + "".join(f"i{i},topic {i},openai:item{i}\n" for i in range(8))
+    )
+    reference = ap.run_batch(
+        ap.load_workflow(wf_path), jobs, model="openai:sim", base_url=server.url, api_key="k"
+    )
+    assert reference.ok
+    server.reset()
+    store_path = tmp_path / "store" / "runs.sqlite"
+    env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
+    with (tmp_path / "stderr.txt").open("w") as errors:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentplex",
+                "batch",
+                str(wf_path),
+                "--inputs",
+                str(jobs),
+                "--model",
+                "openai:sim",
+                "--base-url",
+                server.url,
+                "--api-key",
+                "k",
+                "--max-concurrency",
+                "3",
+                "-q",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=env,
+        )
+        batch = wait_for_run(store_path)
+        time.sleep(random.Random(seed).uniform(0.1, 0.9))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.3)  # calls in flight at the kill end on the server (their answers are lost)
+    store = SqliteStore(store_path)
+    kept: dict[int, int] = {}
+    for i in range(8):
+        try:
+            nodes = store.get_nodes(f"{batch.run_id}.{i}")
+        except ap.RunNotFoundError:
+            nodes = {}
+        kept[i] = sum(1 for n in nodes.values() if n.status == "succeeded")
+    before = calls(server)
+    resumed = ap.resume(batch.run_id, store=store)
+    after = calls(server)
+    store.close()
+    assert isinstance(resumed, ap.BatchResult)
+    assert resumed.ok
+    for i in range(8):  # each item paid exactly for the nodes it had not finished
+        assert after.get(f"item{i}", 0) - before.get(f"item{i}", 0) == 3 - kept[i], i
+    assert {k: item.outputs for k, item in resumed.items()} == {
+        k: item.outputs for k, item in reference.items()
+    }

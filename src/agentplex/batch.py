@@ -23,6 +23,7 @@ interrupted batch keeps everything that finished; ``batch.json`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import time
@@ -39,6 +40,8 @@ from agentplex.ids import new_run_id
 from agentplex.options import RunOptions
 from agentplex.runner import _Run
 from agentplex.slots import SlotPool
+from agentplex.store import RunNotFoundError, RunRecord, RunStore, StoredNode, open_store
+from agentplex.store.recorder import stored_settings
 from agentplex.workflow import CompiledWorkflow, Workflow
 
 BatchInputs = str | Path | Iterable[Mapping[str, Any] | BatchItem | str]
@@ -74,6 +77,9 @@ class _Batch:
         keep_results: bool,
         max_open: int | None,
         rng: random.Random,
+        store: RunStore | None = None,
+        batch_id: str | None = None,
+        resuming: bool = False,
     ) -> None:
         self.wf = compiled
         self.items = items
@@ -83,7 +89,9 @@ class _Batch:
         self.keep = keep_results
         self.max_open = max_open or max(8, 2 * options.max_concurrency)
         self.rng = rng
-        self.batch_id = new_run_id()
+        self.batch_id = batch_id or new_run_id()
+        self.store = store
+        self.resuming = resuming
         self.slots = SlotPool(options.max_concurrency)
         self.bodies = NodeBodies(compiled, options, run_id=self.batch_id, inputs={})
         self.results: dict[str, ItemResult] = {}
@@ -130,6 +138,12 @@ class _Batch:
         except BaseException:
             await self.bodies.aclose()
             raise
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.begin_record)  # refuses a batch another process runs
+            except BaseException:
+                await self.bodies.aclose()
+                raise
         self.t0 = time.perf_counter()
         self.emit(
             ev.BatchStarted(
@@ -147,7 +161,7 @@ class _Batch:
                         self.invalid(item, item.error)
                         continue
                     await gate.acquire()
-                    group.create_task(self.run_item(item, arrival, gate))
+                    group.create_task(self.run_item(item, arrival, index, gate))
         except BaseException:
             status = "cancelled"
             raise
@@ -158,13 +172,61 @@ class _Batch:
                 self.out.mkdir(parents=True, exist_ok=True)
                 write_summary(self.out / "summary.csv", result.results.values())
                 (self.out / "batch.json").write_text(result.to_json() + "\n", encoding="utf-8")
+            if self.store is not None:
+                summary = result.to_dict()
+                summary.pop("items", None)
+                self.store.end_run(self.batch_id, result.status, summary)
+                with contextlib.suppress(BaseException):
+                    await self.store.sync()
             self.emit(ev.BatchFinished(self.batch_id, result.wall_s, result))
         return result
 
-    async def run_item(self, item: BatchItem, arrival: int, gate: asyncio.Semaphore) -> None:
+    def begin_record(self) -> None:
+        """Record the batch itself (its items, to resume from) as a run of kind ``batch``."""
+        assert self.store is not None
+        now = time.time()
+        items = [
+            {
+                "key": i.key,
+                "inputs": dict(i.inputs),
+                "priority": i.priority,
+                "model": i.model,
+                "where": i.where,
+                "error": i.error,
+            }
+            for i in self.items
+        ]
+        self.store.begin_run(
+            RunRecord(
+                run_id=self.batch_id,
+                workflow=self.wf.name,
+                status="running",
+                created=now,
+                updated=now,
+                source=str(Path(self.wf.source).resolve()) if self.wf.source else None,
+                inputs={"items": items},
+                settings={**stored_settings(self.options), "kind": "batch"},
+                total_nodes=len(items),
+            )
+        )
+
+    async def prior_of(self, run_id: str) -> dict[str, StoredNode] | None:
+        """On resume, the item run's stored results (None if it never started)."""
+        if self.store is None or not self.resuming:
+            return None
+        try:
+            return await asyncio.to_thread(self.store.get_nodes, run_id)
+        except RunNotFoundError:
+            return None
+
+    async def run_item(
+        self, item: BatchItem, arrival: int, index: int, gate: asyncio.Semaphore
+    ) -> None:
         started = self.now()
         run: _Run | None = None
         try:
+            run_id = f"{self.batch_id}.{index}"  # by input position: stable across resumes
+            prior = await self.prior_of(run_id)
             options = self.options
             if item.model is not None:
                 options = dataclasses.replace(options, model=item.model)
@@ -173,7 +235,7 @@ class _Batch:
                 item.inputs,
                 options,
                 self.observers,
-                run_id=f"{self.batch_id}.{arrival}",
+                run_id=run_id,
                 clock=time.perf_counter,
                 sleep=asyncio.sleep,
                 rng=self.rng,
@@ -181,6 +243,11 @@ class _Batch:
                 bodies=self.bodies,
                 priority=-item.priority,
                 arrival=arrival,
+                store=self.store,
+                source=self.wf.source,
+                prior=prior,
+                batch_id=self.batch_id,
+                item_key=item.key,
             )
             self.emit(ev.ItemStarted(self.batch_id, started, item.key, run.run_id))
             result = await run.execute()
@@ -234,6 +301,9 @@ async def arun_batch(
     keep_results: bool = True,
     max_open: int | None = None,
     rng: random.Random | None = None,
+    store: RunStore | str | Path | bool | None = None,
+    batch_id: str | None = None,
+    resuming: bool = False,
     **options: Any,
 ) -> BatchResult:
     """Run ``workflow`` once per input, all items sharing one set of limits.
@@ -245,7 +315,10 @@ async def arun_batch(
     bounds nodes running across the whole batch. ``out`` writes each item's
     folder as it finishes, then ``batch.json`` and ``summary.csv``.
     ``keep_results=False`` drops each item's node outputs from memory once
-    written (for very large batches).
+    written (for very large batches). ``store`` records the batch and every
+    item's run (as for :func:`~agentplex.runner.arun`) so
+    :func:`agentplex.resume` can finish it item by item; ``batch_id`` and
+    ``resuming`` are how resume re-enters a stored batch.
 
     A failed item never stops the others; the result says which failed and
     why. Bad rows become ``invalid`` items naming their line.
@@ -266,6 +339,9 @@ async def arun_batch(
         raise ConfigError(f"{exc}; run options are: {known}.") from None
     run_options.check()
     items = as_items(inputs, compiled)
+    opened = None
+    if store is True or isinstance(store, str | Path):
+        opened = open_store(None if store is True else store)
     batch = _Batch(
         compiled,
         items,
@@ -275,8 +351,15 @@ async def arun_batch(
         keep_results=keep_results or out is None,  # without a folder, memory is the record
         max_open=max_open,
         rng=rng or random.Random(),
+        store=opened or (store if isinstance(store, RunStore) else None),
+        batch_id=batch_id,
+        resuming=resuming,
     )
-    return await batch.execute()
+    try:
+        return await batch.execute()
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def run_batch(

@@ -18,6 +18,7 @@ from agentplex.cli_options import (
     MaxConcurrencyOpt,
     MaxInflightOpt,
     ModelOpt,
+    NoStoreOpt,
     PricesOpt,
     QuietOpt,
     RetriesOpt,
@@ -77,6 +78,8 @@ def batch(
     json_out: JsonOutOpt = False,
     quiet: QuietOpt = False,
     export: ExportOpt = None,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
 ) -> None:
     """Run a workflow once per input, every item under one set of limits."""
     import asyncio
@@ -122,7 +125,18 @@ def batch(
             total_timeout=total_timeout,
             prices=prices,
         )
-        result = asyncio.run(arun_batch(compiled, inputs, observers=observers, out=out, **options))
+        from agentplex.store import open_store
+
+        run_store = None if no_store else open_store(store)
+        try:
+            result = asyncio.run(
+                arun_batch(
+                    compiled, inputs, observers=observers, out=out, store=run_store, **options
+                )
+            )
+        finally:
+            if run_store is not None:
+                run_store.close()
     except KeyboardInterrupt:
         interrupted = True
         if not finished:
@@ -144,6 +158,9 @@ def batch(
         console.print(render_batch_summary(result))
         if out is not None:
             console.print(f"wrote {out / 'batch.json'}, {out / 'summary.csv'} and {out / 'items'}/")
+        if not no_store:
+            hint = "" if result.ok else f"; finish it with: agentplex resume {result.batch_id}"
+            console.print(f"batch {result.batch_id} is recorded{hint}")
         if interrupted:
             console.print("[yellow]interrupted: finished items are kept[/]")
     if interrupted:

@@ -71,7 +71,8 @@ def runs(
             r.run_id,
             r.workflow,
             status,
-            f"{r.done_nodes}/{r.total_nodes}",
+            f"{r.done_nodes}/{r.total_nodes}"
+            + (" items" if r.settings.get("kind") == "batch" else " nodes"),
             "" if r.cost_usd is None else f"${r.cost_usd:.4f}",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created)),
         )
@@ -169,6 +170,20 @@ def resume(
         _die(str(exc))
     finally:
         run_store.close()
+    from agentplex.batch_result import BatchResult
+
+    if isinstance(result, BatchResult):
+        from agentplex.cli_batch import render_batch_summary
+
+        if out is not None:
+            result.write(out)
+        if json_out:
+            sys.stdout.write(result.to_json() + "\n")
+        else:
+            Console(highlight=False).print(render_batch_summary(result))
+        if not result.ok:
+            raise typer.Exit(EXIT_FAILED)
+        return
     reused = sum(1 for n in result.nodes.values() if n.reused)
     if out is not None:
         result.write(out)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentplex import events as ev
+from agentplex.batch_result import BatchResult
 from agentplex.exceptions import ConfigError
 from agentplex.result import RunResult
 from agentplex.store import RunStore, StoredNode, open_store
@@ -28,8 +29,12 @@ async def aresume(
     workflow: Workflow | CompiledWorkflow | None = None,
     observers: Iterable[ev.Observer] = (),
     **overrides: Any,
-) -> RunResult:
+) -> RunResult | BatchResult:
     """Finish run ``run_id`` from ``store`` (default: the project's store); see the module docstring.
+
+    A batch id resumes the batch item by item: items that succeeded are kept
+    whole, the others resume as runs do, and items never started run now;
+    the result is then a :class:`~agentplex.batch_result.BatchResult`.
 
     ``workflow`` is needed for runs built in Python (their file is unknown);
     ``overrides`` replace stored run options (``max_concurrency``, ``api_key``...).
@@ -48,6 +53,20 @@ async def aresume(
         loaded, inputs, options, prior = await asyncio.to_thread(
             _reload, run_store, run_id, workflow
         )
+        if options.pop("kind", None) == "batch":
+            from agentplex.batch import arun_batch
+            from agentplex.batch_inputs import BatchItem
+
+            items = [BatchItem(**item) for item in inputs["items"]]
+            return await arun_batch(
+                loaded,
+                items,
+                observers=observers,
+                store=run_store,
+                batch_id=run_id,
+                resuming=True,
+                **{**options, **overrides},
+            )
         return await arun(
             loaded,
             inputs=inputs,
@@ -84,6 +103,6 @@ def _reload(
     return workflow, dict(record.inputs), dict(record.settings), store.get_nodes(run_id)
 
 
-def resume(run_id: str, **kwargs: Any) -> RunResult:
+def resume(run_id: str, **kwargs: Any) -> RunResult | BatchResult:
     """Finish a stored run from synchronous code; see :func:`aresume`."""
     return asyncio.run(aresume(run_id, **kwargs))

@@ -139,7 +139,7 @@ class RunStore(ABC):
 
     @abstractmethod
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
-        """Return runs, newest first."""
+        """Return runs and batches, newest first (a batch's item runs are not listed)."""
 
     @abstractmethod
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
@@ -195,14 +195,21 @@ class MemoryStore(RunStore):
             owner=None,
         )
 
+    def _progress(self, run: RunRecord) -> RunRecord:
+        items = sum(
+            1 for r in self.runs.values() if r.batch_id == run.run_id and r.status == "succeeded"
+        )
+        return replace(run, done_nodes=run.done_nodes + items) if items else run
+
     def get_run(self, run_id: str) -> RunRecord:
         try:
-            return self.runs[run_id]
+            return self._progress(self.runs[run_id])
         except KeyError:
             raise self.not_found(run_id) from None
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
-        return sorted(self.runs.values(), key=lambda r: r.created, reverse=True)[:limit]
+        runs = [self._progress(r) for r in self.runs.values() if r.batch_id is None]
+        return sorted(runs, key=lambda r: r.created, reverse=True)[:limit]
 
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
         self.get_run(run_id)

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     batch_id TEXT, item_key TEXT, owner TEXT, summary TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_batch ON runs (batch_id);
 CREATE TABLE IF NOT EXISTS nodes (
     run_id TEXT NOT NULL, node_id TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL,
     output TEXT, blob BLOB, record TEXT NOT NULL, PRIMARY KEY (run_id, node_id)
@@ -272,7 +273,8 @@ class SqliteStore(RunStore):
     _RUN_COLUMNS = (
         "r.run_id, r.workflow, r.status, r.created, r.updated, r.source, r.inputs, r.settings, "
         "r.total_nodes, (SELECT COUNT(*) FROM nodes n WHERE n.run_id=r.run_id "
-        "AND n.status='succeeded'), r.cost_usd, r.batch_id, r.item_key, r.owner, r.summary"
+        "AND n.status='succeeded') + (SELECT COUNT(*) FROM runs i WHERE i.batch_id=r.run_id "
+        "AND i.status='succeeded'), r.cost_usd, r.batch_id, r.item_key, r.owner, r.summary"
     )
 
     @staticmethod
@@ -303,7 +305,9 @@ class SqliteStore(RunStore):
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self._read(
-            f"SELECT {self._RUN_COLUMNS} FROM runs r ORDER BY r.created DESC LIMIT ?", (limit,)
+            f"SELECT {self._RUN_COLUMNS} FROM runs r WHERE r.batch_id IS NULL "
+            "ORDER BY r.created DESC LIMIT ?",
+            (limit,),
         )
         return [self._run(row) for row in rows]
 
