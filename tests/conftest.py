@@ -41,6 +41,17 @@ def private_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Runs recorded by a test go to its own store, never the checkout's .agentplex/."""
     path = tmp_path / "agentplex-store"
     monkeypatch.setenv("AGENTPLEX_STORE", str(path))
+    # Off: tests that count server calls measure the engine and the store, not the
+    # cache. The cache's own tests turn it on with the ``result_cache`` fixture.
+    monkeypatch.setenv("AGENTPLEX_CACHE", "off")
+    return path
+
+
+@pytest.fixture
+def result_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Turn the result cache on, in a file private to the test."""
+    path = tmp_path / "agentplex-cache.sqlite"
+    monkeypatch.setenv("AGENTPLEX_CACHE", str(path))
     return path
 
 

@@ -67,8 +67,8 @@ def sigkill_and_resume(
     server.configure(latency_s=0.08, scale=1.0)
     wf_path = tmp_path / "crashy.yaml"
     write_workflow(wf_path)
-    reference = ap.run(
-        ap.load_workflow(wf_path), model="openai:sim", base_url=server.url, api_key="k"
+    reference = ap.run(  # no result cache anywhere here: the store alone must save the calls
+        ap.load_workflow(wf_path), model="openai:sim", base_url=server.url, api_key="k", cache=False
     )
     assert reference.ok
     server.reset()
@@ -90,6 +90,7 @@ def sigkill_and_resume(
             "k",
             "--max-concurrency",
             "2",
+            "--no-cache",
             "-q",
         ],
         stdout=subprocess.DEVNULL,
@@ -109,6 +110,7 @@ def sigkill_and_resume(
     proc.wait()
     time.sleep(0.3)  # calls in flight at the kill end on the server (their answers are lost)
     store = SqliteStore(store_path)
+    assert store.get_run(record.run_id).settings["cache"] is False  # resume keeps --no-cache
     kept = {n for n, node in store.get_nodes(record.run_id).items() if node.status == "succeeded"}
     before = calls(server)
     resumed = ap.resume(record.run_id, store=store)
@@ -188,8 +190,13 @@ def test_sigkill_a_batch_then_resume_item_by_item(
     jobs.write_text(
         "key,topic,model\n" + "".join(f"i{i},topic {i},openai:item{i}\n" for i in range(8))
     )
-    reference = ap.run_batch(
-        ap.load_workflow(wf_path), jobs, model="openai:sim", base_url=server.url, api_key="k"
+    reference = ap.run_batch(  # no result cache: the store alone must save the calls
+        ap.load_workflow(wf_path),
+        jobs,
+        model="openai:sim",
+        base_url=server.url,
+        api_key="k",
+        cache=False,
     )
     assert reference.ok
     server.reset()
@@ -213,6 +220,7 @@ def test_sigkill_a_batch_then_resume_item_by_item(
                 "k",
                 "--max-concurrency",
                 "3",
+                "--no-cache",
                 "-q",
             ],
             stdout=subprocess.DEVNULL,

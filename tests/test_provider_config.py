@@ -234,6 +234,7 @@ def test_an_unpriced_model_is_named_not_guessed(server: SimServer) -> None:
         base_url=server.url,
         api_key="k",
         prices={"my-finetune": ap.Price(1.0, 2.0)},
+        cache=False,  # the same prompts again: a cache hit would cost nothing
     )
     assert priced.cost_usd is not None
     assert priced.cost_usd > 0

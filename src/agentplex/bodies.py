@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from agentplex.agents import build_request
+from agentplex.cache import ResultCache, cache_enabled, content_key
 from agentplex.context import NodeContext
 from agentplex.exceptions import ConfigError
 from agentplex.executors import Executor, create_executor
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
-from agentplex.llm.base import Usage
+from agentplex.llm.base import Request, Usage
 from agentplex.llm.pricing import PriceTable
 from agentplex.options import RunOptions
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
@@ -54,6 +55,9 @@ class NodeBodies:
         self.prices = PriceTable({**compiled.prices, **(options.prices or {})})
         self.default_model = self._parse(None, options.model)
         self.executors: dict[str, Executor] = {}
+        self.caching = options.cache and cache_enabled()
+        self._cache_box: list[ResultCache | None] = [None]
+        """Opened on first use; a list so a batch's item views share it."""
         self.models: dict[str, ModelRef] = {}
         """Parsed model of each agent (and agent-bodied map) node."""
         self.where: dict[str, str] = {}
@@ -169,8 +173,49 @@ class NodeBodies:
             values = {**values, "ctx": ctx}
         args, kwargs = binding.arguments(deps, self.inputs, values)
         assert node.fn is not None
+        key = self._function_key(node, args, kwargs) if node.cache and self.caching else None
+        if key is not None:
+            hit, cached = await self.result_cache().aget(key)
+            if hit:
+                return cached, Usage(cached_calls=1)
         output = await executor.submit(node.fn, *args, **kwargs)
+        if key is not None:
+            await self.result_cache().aput(key, output)
         return output, (sum(usage_box, Usage()) if usage_box else None)
+
+    def result_cache(self) -> ResultCache:
+        """The run's result cache, opened on first use (shared by a batch's items)."""
+        cache = self._cache_box[0]
+        if cache is None:
+            cache = self._cache_box[0] = ResultCache()
+        return cache
+
+    def _function_key(self, node: FunctionNode, args: Any, kwargs: Any) -> str | None:
+        import hashlib
+        import pickle
+
+        from agentplex.keys import spec_of
+
+        try:
+            arguments = hashlib.sha256(pickle.dumps((args, kwargs))).hexdigest()
+        except Exception:
+            return None
+        return content_key("function", spec_of(self.wf, node, ""), arguments)
+
+    def _agent_key(self, node: AgentNode, ref: ModelRef, request: Request) -> str | None:
+        if not self.caching or node.cache is False:
+            return None
+        resolved = self.providers.resolve(ref.provider)
+        if resolved.kind == "sim":
+            return None  # simulated latency is the point of the simulator
+        return content_key(
+            "llm",
+            resolved.kind,
+            resolved.base_url,
+            request.model,
+            [[m.role, m.content] for m in request.messages],
+            sorted((str(k), repr(v)) for k, v in request.options.items()),
+        )
 
     async def _call_agent(
         self,
@@ -194,9 +239,18 @@ class NodeBodies:
             seed=self.options.seed,
             node_id=node_id,
         )
+        key = self._agent_key(node, ref, request)
+        if key is not None:
+            hit, text = await self.result_cache().aget(key)
+            if hit:  # paid for in an earlier run: no tokens now
+                if on_text is not None:
+                    on_text(text)
+                return text, Usage(cached_calls=1)
         if on_text is not None:
             request = dataclasses.replace(request, on_text=on_text)
         completion = await self.providers.get(ref).complete(request)
+        if key is not None:
+            await self.result_cache().aput(key, completion.text)
         return completion.text, completion.usage
 
     def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
@@ -227,10 +281,14 @@ class NodeBodies:
         return executor
 
     async def aclose(self) -> None:
-        """Close every executor and provider this run opened."""
+        """Close every executor, provider and cache this run opened."""
         for executor in self.executors.values():
             await executor.aclose()
         await self.providers.aclose()
+        cache = self._cache_box[0]
+        if cache is not None:
+            cache.close()
+            self._cache_box[0] = None
 
 
 def provider_configs(compiled: CompiledWorkflow, options: RunOptions) -> dict[str, ProviderConfig]:

@@ -24,6 +24,7 @@ from agentplex.cli_options import (
     MaxConcurrencyOpt,
     MaxInflightOpt,
     ModelOpt,
+    NoCacheOpt,
     NoStoreOpt,
     PricesOpt,
     QuietOpt,
@@ -186,6 +187,7 @@ def run(
     export: ExportOpt = None,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Run a workflow and print what ran in parallel, the outputs and the speedup."""
     import asyncio
@@ -234,6 +236,7 @@ def run(
             max_inflight=max_inflight,
             total_timeout=total_timeout,
             prices=prices,
+            cache=not no_cache,
         )
         options["stream"] = live if stream is None else stream
         from agentplex.store import open_store
@@ -382,11 +385,12 @@ app.command("batch")(batch)
 app.command("bench")(bench)
 app.command("report")(report)
 
-from agentplex.cli_store import resume, runs, show  # noqa: E402 - registers the store commands
+from agentplex.cli_store import cache, resume, runs, show  # noqa: E402 - the store commands
 
 app.command("runs")(runs)
 app.command("show")(show)
 app.command("resume")(resume)
+app.command("cache")(cache)
 
 
 def main() -> None:

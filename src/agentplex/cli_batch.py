@@ -18,6 +18,7 @@ from agentplex.cli_options import (
     MaxConcurrencyOpt,
     MaxInflightOpt,
     ModelOpt,
+    NoCacheOpt,
     NoStoreOpt,
     PricesOpt,
     QuietOpt,
@@ -80,6 +81,7 @@ def batch(
     export: ExportOpt = None,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Run a workflow once per input, every item under one set of limits."""
     import asyncio
@@ -124,6 +126,7 @@ def batch(
             max_inflight=max_inflight,
             total_timeout=total_timeout,
             prices=prices,
+            cache=not no_cache,
         )
         from agentplex.store import open_store
 
@@ -213,6 +216,7 @@ def render_batch_summary(result: BatchResult) -> RenderableType:
             f"{len(result)} items: {counts} | wall {result.wall_s:.2f}s | sequential estimate "
             f"{result.sequential_s:.2f}s | speedup {result.speedup:.1f}x | tokens "
             f"{usage.input_tokens:,} in / {usage.output_tokens:,} out | {cost}"
+            + (f" | {usage.cached_calls:,} call(s) from the cache" if usage.cached_calls else "")
         )
     )
     return Group(*parts)

@@ -123,6 +123,7 @@ def engine_options(
     max_inflight: int | None,
     total_timeout: float | None,
     prices: Path | None,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Turn the shared flags into :class:`~agentplex.options.RunOptions` keywords.
 
@@ -144,6 +145,7 @@ def engine_options(
         "tpm": tpm,
         "max_inflight": max_inflight,
         "total_timeout_s": total_timeout,
+        "cache": cache,
     }
     if prices is not None:
         from agentplex.llm.pricing import load_prices
@@ -171,4 +173,8 @@ StoreOpt = Annotated[
 ]
 NoStoreOpt = Annotated[
     bool, typer.Option("--no-store", help="Do not record the run (it cannot be resumed).")
+]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option("--no-cache", help="Call every model again instead of reusing cached answers."),
 ]

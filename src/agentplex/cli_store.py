@@ -195,3 +195,47 @@ def resume(
         console.print(f"resumed {run_id}: {reused} node(s) kept, {len(result.nodes) - reused} run")
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def cache(
+    action: Annotated[str, typer.Argument(help="info (default), prune or clear.")] = "info",
+    max_mb: Annotated[
+        float | None, typer.Option("--max-mb", help="prune: keep at most this many MB.")
+    ] = None,
+    max_age_days: Annotated[
+        float | None, typer.Option("--max-age-days", help="prune: drop entries older than this.")
+    ] = None,
+    json_out: JsonOutOpt = False,
+) -> None:
+    """Show, prune or clear the result cache (answers reused across runs)."""
+    from agentplex.cache import ResultCache
+    from agentplex.cli import _die
+    from agentplex.exceptions import AgentplexError
+
+    if action not in ("info", "prune", "clear"):
+        _die(
+            f"unknown cache action {action!r}. "
+            "Fix: use 'agentplex cache info', 'cache prune' or 'cache clear'."
+        )
+    try:
+        results = ResultCache()
+        if action == "prune":
+            dropped = results.prune(max_mb=max_mb, max_age_days=max_age_days)
+        elif action == "clear":
+            dropped = results.clear()
+        data = results.info()
+        results.close()
+    except AgentplexError as exc:
+        _die(str(exc))
+    if action != "info":
+        data["dropped"] = dropped
+    if json_out:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    if action != "info":
+        print(f"dropped {dropped} cached result(s) from {data['path']}")
+    state = "" if data["enabled"] else " (off: AGENTPLEX_CACHE=off)"
+    print(
+        f"{data['entries']} cached result(s), {data['bytes'] / 1e6:.1f} MB in {data['path']}{state}; "
+        f"limits {data['max_mb']:g} MB, {data['max_age_days']:g} days"
+    )

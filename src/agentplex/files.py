@@ -172,6 +172,7 @@ COMMON_FIELDS: dict[str, _Check] = {
     "retries": _COUNT,
     "estimate_s": _SECONDS,
     "description": _STR,
+    "cache": _BOOL,
 }
 AGENT_FIELDS: dict[str, _Check] = {
     "role": _TEXT,
@@ -508,6 +509,7 @@ class _FileReader:
             "retries": fields.get("retries", defaults.get("retries")),
             "estimate_s": fields.get("estimate_s"),
             "description": fields.get("description", ""),
+            "cache": fields.get("cache"),
             "line": line,
         }
         is_agent = "role" in fields or "task" in fields

@@ -60,6 +60,8 @@ class RunOptions:
     """Prices (dollars per million tokens) added to the built-in table."""
     preflight: bool = True
     """Check every provider's key and endpoint before the first node starts."""
+    cache: bool = True
+    """Reuse cached LLM answers (and results of functions that opt in); see :mod:`agentplex.cache`."""
 
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):  # never keep a key as a plain string

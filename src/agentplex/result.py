@@ -75,6 +75,7 @@ class NodeResult:
             else {
                 "input_tokens": self.usage.input_tokens,
                 "output_tokens": self.usage.output_tokens,
+                "cached_calls": self.usage.cached_calls,
             },
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
             "deps": list(self.deps),
@@ -196,7 +197,11 @@ class RunResult:
             "speedup": _round(self.speedup),
             "efficiency": _round(self.efficiency),
             "counts": self.counts(),
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_calls": usage.cached_calls,
+            },
             "usage_by_model": {
                 model: {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
                 for model, u in self.usage_by_model().items()

@@ -150,7 +150,9 @@ class _Run:
             self.attempts[node_id] = int(record.get("attempts") or 1)
             usage = record.get("usage")
             if usage:
-                self.usage[node_id] = Usage(usage["input_tokens"], usage["output_tokens"])
+                self.usage[node_id] = Usage(
+                    usage["input_tokens"], usage["output_tokens"], usage.get("cached_calls", 0)
+                )
         self.reused = set(stored)
         self.scheduler.mark_done(self.reused)
 

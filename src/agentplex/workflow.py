@@ -51,6 +51,8 @@ class Node:
     estimate_s: float | None = None
     """Expected duration, used only to order ready nodes when slots are scarce."""
     description: str = ""
+    cache: bool | None = None
+    """Reuse a cached result: agents default to yes, functions to no (side effects)."""
     line: int | None = field(default=None, compare=False)
     """Line of the workflow file that declared this node, for error messages."""
 
@@ -300,12 +302,13 @@ class Workflow:
         retries: int | None = None,
         latency_s: float | None = None,
         estimate_s: float | None = None,
+        cache: bool | None = None,
         **options: Any,
     ) -> str:
         """Add an agent node and return its id (by default the role, made unique).
 
         Extra keyword arguments (``temperature=0.2``, ``max_tokens=500``...) are
-        passed to the provider.
+        passed to the provider. ``cache=False`` never reuses a cached answer.
         """
         node_id = id if id is not None else self._unique_id(normalize_role(role))
         return self.add(
@@ -319,6 +322,7 @@ class Workflow:
                 retries=retries,
                 latency_s=latency_s,
                 estimate_s=estimate_s,
+                cache=cache,
                 options=MappingProxyType(dict(options)),
             )
         )
@@ -335,6 +339,7 @@ class Workflow:
         retries: int | None = None,
         retry_on: Sequence[type[BaseException]] = (),
         estimate_s: float | None = None,
+        cache: bool | None = None,
     ) -> str:
         """Add a function node and return its id (by default the function's name).
 
@@ -342,7 +347,9 @@ class Workflow:
         workflow inputs; a parameter named ``ctx`` receives the
         :class:`~agentplex.NodeContext`. A single unmatched parameter takes the
         single unmatched dependency. ``cpu_bound=True`` runs it in a process
-        pool, so it must be importable (defined at module level).
+        pool, so it must be importable (defined at module level). ``cache=True``
+        reuses a cached result for the same arguments (only for functions
+        without side effects).
         """
         name = getattr(fn, "__name__", "function")
         node_id = id if id is not None else self._unique_id(name if name != "<lambda>" else "fn")
@@ -357,6 +364,7 @@ class Workflow:
                 retries=retries,
                 retry_on=tuple(retry_on),
                 estimate_s=estimate_s,
+                cache=cache,
             )
         )
 

@@ -35,6 +35,8 @@ class Usage:
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_calls: int = 0
+    """Calls answered from the result cache instead (they cost no tokens)."""
 
     @property
     def total_tokens(self) -> int:
@@ -42,7 +44,9 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_calls + other.cached_calls,
         )
 
 

@@ -135,6 +135,8 @@ def headline(result: RunResult) -> Text:
             text.append(f" | cost ${cost:.4f}")
         if unpriced:
             text.append(f" | no price for {', '.join(unpriced)} (add one with --prices)")
+    if usage.cached_calls:
+        text.append(f" | {usage.cached_calls} call(s) from the cache (--no-cache to re-ask)")
     if result.critical_path:
         text.append("\ncritical path: " + " -> ".join(result.critical_path), style="dim")
     return text

@@ -175,9 +175,6 @@ class MemoryStore(RunStore):
 
     def put_node(self, run_id: str, node: StoredNode) -> None:
         self.nodes[run_id][node.node_id] = node
-        run = self.runs[run_id]
-        done = sum(1 for n in self.nodes[run_id].values() if n.status == "succeeded")
-        self.runs[run_id] = replace(run, done_nodes=done)
 
     def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
         self.events[run_id].extend(rows)
@@ -196,10 +193,12 @@ class MemoryStore(RunStore):
         )
 
     def _progress(self, run: RunRecord) -> RunRecord:
-        items = sum(
+        nodes = self.nodes.get(run.run_id, {})
+        done = sum(1 for n in nodes.values() if n.status == "succeeded")
+        done += sum(
             1 for r in self.runs.values() if r.batch_id == run.run_id and r.status == "succeeded"
         )
-        return replace(run, done_nodes=run.done_nodes + items) if items else run
+        return replace(run, done_nodes=done)
 
     def get_run(self, run_id: str) -> RunRecord:
         try:

@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,24 @@ def _explain(path: Path, exc: sqlite3.Error) -> StoreError:
         f"{path} is not a usable agentplex run store ({text}). "
         "Fix: move the file away (it will be recreated), or pass --store PATH."
     )
+
+
+class _Wake:
+    """A waiter for the next commit; the first of a commit's waiters settles them all."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.future = future
+
+    def __call__(self, wakes: list[_Wake]) -> None:
+        def settle() -> None:
+            for wake in wakes:
+                if not wake.future.done():
+                    wake.future.set_result(None)
+
+        self.loop.call_soon_threadsafe(settle)
 
 
 class SqliteStore(RunStore):
@@ -143,7 +161,7 @@ class SqliteStore(RunStore):
                     ops.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            wakes: list[Callable[[], None]] = []
+            wakes: list[_Wake] = []
             try:
                 connection.execute("BEGIN")
                 for kind, sql, params in ops:
@@ -160,22 +178,17 @@ class SqliteStore(RunStore):
                 self._failure = _explain(self.path, exc)
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
+            by_loop: dict[int, list[_Wake]] = {}
             for wake in wakes:
-                wake()
+                by_loop.setdefault(id(wake.loop), []).append(wake)
+            for group in by_loop.values():
+                group[0](group)  # one hop to each event loop per commit, not one per waiter
         connection.close()
 
     async def sync(self) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(settle)
-
-        self._put(("wake", wake, None))
+        self._put(("wake", _Wake(loop, done), None))
         await done
         if self._failure is not None:
             raise self._failure
