@@ -77,6 +77,27 @@ def test_contract_runs_nodes_events_roundtrip(store: RunStore) -> None:
     assert ended.owner is None
 
 
+def test_contract_unclaimed_begin_is_queued_and_keeps_created(store: RunStore) -> None:
+    store.begin_run(record("b.0", created=1000.0, batch_id="b", item_key="x"), claim=False)
+    store.put_node("b.0", StoredNode("a", "k-a", "succeeded", "A", {"output": "A"}))
+    asyncio.run(store.sync())
+    item = store.get_run("b.0")
+    assert (item.status, item.batch_id, item.item_key, item.created) == (
+        "running",
+        "b",
+        "x",
+        1000.0,
+    )
+    store.end_run("b.0", "failed", {})
+    # Re-opened (a resume): running again, the first start time kept, nodes kept.
+    store.begin_run(record("b.0", created=2000.0, batch_id="b", item_key="x"), claim=False)
+    asyncio.run(store.sync())
+    again = store.get_run("b.0")
+    assert (again.status, again.created) == ("running", 1000.0)
+    assert store.get_nodes("b.0")["a"].output == "A"
+    assert [r.run_id for r in store.list_runs()] == []  # items are listed under their batch
+
+
 def test_contract_lists_newest_first_and_names_missing_runs(store: RunStore) -> None:
     for i in range(3):
         store.begin_run(record(f"r{i}", created=1000.0 + i))

@@ -58,18 +58,44 @@ def spec_of(compiled: CompiledWorkflow, node: Node | AgentNode | FunctionNode, m
     return [node.kind]
 
 
+_Plan = list[tuple[str, bytes, tuple[str, ...]]]
+_PLANS: dict[tuple[int, str], tuple[CompiledWorkflow, _Plan]] = {}
+"""Per (workflow, model): each node's encoded spec and sorted deps, in topological order.
+
+A batch computes keys for every item of one workflow; the specs are the same
+for all of them. The workflow is held alongside its id, so the id stays its own.
+"""
+
+
+def _plan(compiled: CompiledWorkflow, model: str) -> _Plan:
+    cached = _PLANS.get((id(compiled), model))
+    if cached is not None and cached[0] is compiled:
+        return cached[1]
+    deps = compiled.deps
+    plan = [
+        (
+            node_id,
+            json.dumps(spec_of(compiled, compiled.nodes[node_id], model), default=repr).encode(),
+            tuple(sorted(deps[node_id])),
+        )
+        for node_id in TopologicalSorter(deps).static_order()
+    ]
+    if len(_PLANS) >= 16:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[(id(compiled), model)] = (compiled, plan)
+    return plan
+
+
 def node_keys(compiled: CompiledWorkflow, inputs: Mapping[str, Any], model: str) -> dict[str, str]:
     """Return every node's content key (see the module docstring)."""
     inputs_digest = hashlib.sha256(
         json.dumps(dict(inputs), sort_keys=True, default=repr).encode()
     ).digest()
-    deps = compiled.deps
     keys: dict[str, str] = {}
-    for node_id in TopologicalSorter(deps).static_order():
-        spec = json.dumps(spec_of(compiled, compiled.nodes[node_id], model), default=repr)
-        digest = hashlib.sha256(spec.encode())
+    for node_id, spec, deps in _plan(compiled, model):
+        digest = hashlib.sha256(spec)
         digest.update(inputs_digest)
-        for dep in sorted(deps[node_id]):
+        for dep in deps:
             digest.update(keys[dep].encode())
         keys[node_id] = digest.hexdigest()[:32]
     return keys

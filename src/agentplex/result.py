@@ -181,10 +181,13 @@ class RunResult:
             raise RunFailedError(self)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the machine-readable record printed by ``agentplex run --json``."""
+    def to_dict(self, *, nodes: bool = True) -> dict[str, Any]:
+        """Return the machine-readable record printed by ``agentplex run --json``.
+
+        ``nodes=False`` leaves out the per-node records (the run's summary alone).
+        """
         usage = self.usage
-        return {
+        record = {
             "run_id": self.run_id,
             "workflow": self.workflow,
             "status": self.status,
@@ -210,8 +213,10 @@ class RunResult:
             "unpriced_models": self.unpriced_models,
             "inputs": {k: _jsonable(v) for k, v in self.inputs.items()},
             "warnings": list(self.warnings),
-            "nodes": {nid: node.to_dict() for nid, node in self.nodes.items()},
         }
+        if nodes:
+            record["nodes"] = {nid: node.to_dict() for nid, node in self.nodes.items()}
+        return record
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
@@ -243,6 +248,8 @@ def _round(value: float | None) -> float | None:
 
 def _jsonable(value: Any) -> Any:
     """Return ``value`` if JSON can hold it, else its ``repr``."""
+    if value is None or isinstance(value, str | int | float):
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -43,7 +43,7 @@ def run_result(run: _Run, status: Literal["succeeded", "failed", "cancelled"]) -
     results: dict[str, NodeResult] = {}
     durations: dict[str, float] = {}
     for node_id in run.nodes:
-        result = results[node_id] = node_result(run, node_id)
+        result = results[node_id] = run.node_result(node_id)
         if (
             result.status == "succeeded"
             and result.started_s is not None

@@ -131,6 +131,7 @@ class _Run:
         self.ended = asyncio.Event()
         """Set when the last node has ended."""
         self.reused: set[str] = set()
+        self.settled: dict[str, NodeResult] = {}
         """Nodes whose stored result (from the run being resumed) stands."""
         self.recorder: Recorder | None = None
         if store is not None:
@@ -176,7 +177,7 @@ class _Run:
                 raise
         if self.recorder is not None:
             try:
-                self.recorder.begin()  # refuses a run another process is writing
+                await self.recorder.begin()  # refuses a run another process is writing
             except BaseException:
                 await self.close()
                 raise
@@ -495,7 +496,13 @@ class _Run:
     # -- the result -------------------------------------------------------------
 
     def node_result(self, node_id: str) -> NodeResult:
-        return run_record.node_result(self, node_id)
+        """The node's record; a succeeded node's never changes, so it is built once."""
+        result = self.settled.get(node_id)
+        if result is None:
+            result = run_record.node_result(self, node_id)
+            if result.status == "succeeded":
+                self.settled[node_id] = result
+        return result
 
     def result(self, status: Literal["succeeded", "failed", "cancelled"]) -> RunResult:
         return run_record.run_result(self, status)

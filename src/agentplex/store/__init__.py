@@ -102,8 +102,13 @@ class RunStore(ABC):
     # -- writes (queued) -------------------------------------------------------
 
     @abstractmethod
-    def begin_run(self, record: RunRecord) -> None:
+    def begin_run(self, record: RunRecord, *, claim: bool = True) -> None:
         """Record (or re-open, to resume) a run and claim it for this process.
+
+        ``claim=True`` checks, before returning, that no other live process is
+        writing the run (a blocking read: call it off the event loop).
+        ``claim=False`` is for runs the caller already holds (the items of a
+        batch it has claimed): the record is queued like any other write.
 
         Raises:
             StoreError: if another live process is writing the run.
@@ -164,9 +169,9 @@ class MemoryStore(RunStore):
         self.nodes: dict[str, dict[str, StoredNode]] = {}
         self.events: dict[str, list[tuple[int, float, str, str | None, str]]] = {}
 
-    def begin_run(self, record: RunRecord) -> None:
+    def begin_run(self, record: RunRecord, *, claim: bool = True) -> None:
         old = self.runs.get(record.run_id)
-        if old is not None and old.status == "running" and owner_alive(old.owner):
+        if claim and old is not None and old.status == "running" and owner_alive(old.owner):
             raise busy(record.run_id, old.owner)
         created = old.created if old is not None else record.created
         self.runs[record.run_id] = replace(record, created=created, owner=this_owner())

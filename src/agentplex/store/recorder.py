@@ -12,6 +12,7 @@ succeeded node whose content key (:mod:`agentplex.keys`) is unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -75,24 +76,28 @@ class Recorder:
             if node.status == "succeeded" and keys.get(node_id) == node.key
         }
 
-    def begin(self) -> None:
+    async def begin(self) -> None:
+        """Record the run. A run of its own is claimed first (off the event loop);
+        a batch's item is held through its batch, so its record is just queued."""
         run = self.run
         now = time.time()
-        self.store.begin_run(
-            RunRecord(
-                run_id=run.run_id,
-                workflow=run.wf.name,
-                status="running",
-                created=now,
-                updated=now,
-                source=self.source,
-                inputs=dict(run.inputs),
-                settings=stored_settings(run.options),
-                total_nodes=len(run.nodes),
-                batch_id=self.batch_id,
-                item_key=self.item_key,
-            )
+        record = RunRecord(
+            run_id=run.run_id,
+            workflow=run.wf.name,
+            status="running",
+            created=now,
+            updated=now,
+            source=self.source,
+            inputs=dict(run.inputs),
+            settings=stored_settings(run.options),
+            total_nodes=len(run.nodes),
+            batch_id=self.batch_id,
+            item_key=self.item_key,
         )
+        if self.batch_id is None:
+            await asyncio.to_thread(self.store.begin_run, record)
+        else:
+            self.store.begin_run(record, claim=False)
         for node_id in run.reused:  # carried over from the run being resumed
             self.put(run.node_result(node_id))
 
@@ -124,8 +129,7 @@ class Recorder:
         result = self.run.final
         assert result is not None
         self.flush_events()
-        summary = result.to_dict()
-        summary.pop("nodes", None)
+        summary = result.to_dict(nodes=False)
         self.store.end_run(self.run.run_id, result.status, summary)
         await self.store.sync()
 
@@ -134,11 +138,17 @@ class Recorder:
     def __call__(self, event: ev.Event) -> None:
         data: dict[str, Any] | None
         node_id = getattr(event, "node_id", None)
+        # The two events every node has are written by hand: json.dumps per row adds up.
         if isinstance(event, ev.NodeStarted):
-            data = {"attempt": event.attempt}
-        elif isinstance(event, ev.NodeFinished):
-            data = {"attempts": event.attempts, "duration_s": round(event.duration_s, 6)}
-        elif isinstance(event, ev.NodeRetrying):
+            self.row(event, node_id, f'{{"attempt": {event.attempt}}}')
+            return
+        if isinstance(event, ev.NodeFinished):
+            duration = round(event.duration_s, 6)
+            self.row(
+                event, node_id, f'{{"attempts": {event.attempts}, "duration_s": {duration!r}}}'
+            )
+            return
+        if isinstance(event, ev.NodeRetrying):
             data = {"attempt": event.attempt, "error": event.error, "delay_s": event.delay_s}
         elif isinstance(event, ev.NodeFailed):
             data = {"error": event.error, "error_type": event.error_type}
@@ -155,9 +165,10 @@ class Recorder:
             data = {"status": event.result.status}
         else:
             return  # ready, progress and streamed text are not worth a row each
+        self.row(event, node_id, json.dumps(data))
+
+    def row(self, event: ev.Event, node_id: str | None, data: str) -> None:
         self.seq += 1
-        self.rows.append(
-            (self.seq, round(event.t, 6), type(event).__name__, node_id, json.dumps(data))
-        )
+        self.rows.append((self.seq, round(event.t, 6), type(event).__name__, node_id, data))
         if len(self.rows) >= _CHUNK:
             self.flush_events()

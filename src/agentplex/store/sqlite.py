@@ -161,18 +161,33 @@ class SqliteStore(RunStore):
                     ops.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # One statement per kind of row per commit: every sqlite call hands the GIL
+            # back and forth with the event loop's thread, so fewer calls is less waiting.
+            nodes: list[tuple[Any, ...]] = []
+            events: list[tuple[Any, ...]] = []
+            runs: list[tuple[str, Any]] = []
             wakes: list[_Wake] = []
+            for kind, first, second in ops:
+                if kind == "node":
+                    nodes.append(self._node_row(first, second))
+                elif kind == "events":
+                    events.extend((first, *row) for row in second)
+                elif kind == "one":
+                    runs.append((first, second))
+                elif kind == "wake":
+                    wakes.append(first)
+                elif kind == "stop":
+                    stop = True
             try:
                 connection.execute("BEGIN")
-                for kind, sql, params in ops:
-                    if kind == "one":
-                        connection.execute(sql, params)
-                    elif kind == "many":
-                        connection.executemany(sql, params)
-                    elif kind == "wake":
-                        wakes.append(sql)
-                    elif kind == "stop":
-                        stop = True
+                if nodes:
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?)", nodes
+                    )
+                if events:
+                    connection.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", events)
+                for sql, params in runs:
+                    connection.execute(sql, params)
                 connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._failure = _explain(self.path, exc)
@@ -201,37 +216,44 @@ class SqliteStore(RunStore):
 
     # -- writes --------------------------------------------------------------
 
-    def begin_run(self, record: RunRecord) -> None:
+    _BEGIN = (
+        "INSERT INTO runs VALUES (?,?,'running',?,?,?,?,?,?,NULL,?,?,?,'{}') "
+        "ON CONFLICT (run_id) DO UPDATE SET workflow=excluded.workflow, status='running', "
+        "updated=excluded.updated, source=excluded.source, inputs=excluded.inputs, "
+        "settings=excluded.settings, total_nodes=excluded.total_nodes, cost_usd=NULL, "
+        "batch_id=excluded.batch_id, item_key=excluded.item_key, owner=excluded.owner, "
+        "summary='{}'"
+    )
+    """Insert a run, or re-open it keeping its ``created`` time."""
+
+    def begin_run(self, record: RunRecord, *, claim: bool = True) -> None:
+        params = (
+            record.run_id,
+            record.workflow,
+            record.created,
+            time.time(),
+            record.source,
+            json.dumps(dict(record.inputs), default=repr),
+            json.dumps(dict(record.settings), default=repr),
+            record.total_nodes,
+            record.batch_id,
+            record.item_key,
+            this_owner(),
+        )
+        if not claim:
+            self._put(("one", self._BEGIN, params))
+            return
         try:
             connection = _connect(self.path)
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 row = connection.execute(
-                    "SELECT status, owner, created FROM runs WHERE run_id=?", (record.run_id,)
+                    "SELECT status, owner FROM runs WHERE run_id=?", (record.run_id,)
                 ).fetchone()
                 if row is not None and row[0] == "running" and owner_alive(row[1]):
                     connection.execute("ROLLBACK")
                     raise busy(record.run_id, row[1])
-                created = row[2] if row is not None else record.created
-                connection.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.run_id,
-                        record.workflow,
-                        "running",
-                        created,
-                        time.time(),
-                        record.source,
-                        json.dumps(dict(record.inputs), default=repr),
-                        json.dumps(dict(record.settings), default=repr),
-                        record.total_nodes,
-                        None,
-                        record.batch_id,
-                        record.item_key,
-                        this_owner(),
-                        "{}",
-                    ),
-                )
+                connection.execute(self._BEGIN, params)
                 connection.execute("COMMIT")
             finally:
                 connection.close()
@@ -239,6 +261,11 @@ class SqliteStore(RunStore):
             raise _explain(self.path, exc) from None
 
     def put_node(self, run_id: str, node: StoredNode) -> None:
+        # Encoded by the writer thread (see _node_row), off the event loop.
+        self._put(("node", run_id, node))
+
+    @staticmethod
+    def _node_row(run_id: str, node: StoredNode) -> tuple[Any, ...]:
         output = node.output
         blob = None
         if output is not None and not isinstance(output, str):
@@ -248,18 +275,10 @@ class SqliteStore(RunStore):
                 blob = None
         text = json.dumps(node.record.get("output"), ensure_ascii=False, default=repr)
         record = {k: v for k, v in node.record.items() if k != "output"}
-        self._put(
-            (
-                "one",
-                "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?)",
-                (run_id, node.node_id, node.key, node.status, text, blob, json.dumps(record)),
-            )
-        )
+        return (run_id, node.node_id, node.key, node.status, text, blob, json.dumps(record))
 
     def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
-        self._put(
-            ("many", "INSERT INTO events VALUES (?,?,?,?,?,?)", [(run_id, *row) for row in rows])
-        )
+        self._put(("events", run_id, rows))
 
     def end_run(self, run_id: str, status: str, summary: Mapping[str, Any]) -> None:
         self._put(
