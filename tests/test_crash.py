@@ -240,6 +240,7 @@ def test_sigkill_a_batch_then_resume_item_by_item(
         except ap.RunNotFoundError:
             nodes = {}
         kept[i] = sum(1 for n in nodes.values() if n.status == "succeeded")
+    check_interrupted_batch_views(batch.run_id, kept, env, tmp_path)
     before = calls(server)
     resumed = ap.resume(batch.run_id, store=store)
     after = calls(server)
@@ -251,3 +252,39 @@ def test_sigkill_a_batch_then_resume_item_by_item(
     assert {k: item.outputs for k, item in resumed.items()} == {
         k: item.outputs for k, item in reference.items()
     }
+    html = tmp_path / "after.html"
+    cli("report", batch.run_id, "--html", str(html), env=env)
+    assert html.read_text().count("class='item-run'") == 8  # every item's run, in full
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentplex", *args], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def check_interrupted_batch_views(
+    batch_id: str, kept: dict[int, int], env: dict[str, str], tmp_path: Path
+) -> None:
+    """What runs, show and report say of a batch whose process was killed."""
+    finished = all(count == 3 for count in kept.values())  # the kill may come after the end
+    listed = json.loads(cli("runs", "--json", env=env))
+    [status] = [r["status"] for r in listed if r["run_id"] == batch_id]
+    assert status in (("succeeded", "interrupted") if finished else ("interrupted",))
+    shown = json.loads(cli("show", batch_id, "--json", env=env))
+    assert shown["kind"] == "batch"
+    assert [item["key"] for item in shown["items"]] == [f"i{i}" for i in range(8)]
+    for i, item in enumerate(shown["items"]):
+        if item["status"] == "not started":
+            assert kept[i] == 0
+        else:
+            assert item["status"] in ("succeeded", "interrupted")
+            assert item["done_nodes"] == kept[i]
+            assert (item["status"] == "succeeded") == (kept[i] == 3)
+    html = tmp_path / "before.html"
+    cli("report", batch_id, "--html", str(html), env=env)
+    text = html.read_text()
+    assert status in text
+    assert all(f"data-item='i{i}'" in text for i in range(8))

@@ -174,7 +174,8 @@ class _Batch:
                 (self.out / "batch.json").write_text(result.to_json() + "\n", encoding="utf-8")
             if self.store is not None:
                 summary = result.to_dict()
-                summary.pop("items", None)
+                for row in summary["items"]:  # the batch record holds the inputs already
+                    row.pop("inputs", None)
                 self.store.end_run(self.batch_id, result.status, summary)
                 with contextlib.suppress(BaseException):
                     await self.store.sync()

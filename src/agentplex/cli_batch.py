@@ -346,10 +346,10 @@ def report(
         else:
             run_store = open_store(store)
             try:
-                data = record_from_store(run_store, record)
+                data, items = record_from_store(run_store, record)
             finally:
                 run_store.close()
-            html.write_text(render_html(data), encoding="utf-8")
+            html.write_text(render_html(data, items), encoding="utf-8")
             out = html
     except AgentplexError as exc:
         _die(str(exc))

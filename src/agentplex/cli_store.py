@@ -37,6 +37,7 @@ def runs(
 
     from agentplex.cli import _die
     from agentplex.exceptions import AgentplexError
+    from agentplex.store import shown_status
 
     run_store = _store(store)
     try:
@@ -48,7 +49,7 @@ def runs(
             {
                 "run_id": r.run_id,
                 "workflow": r.workflow,
-                "status": r.status,
+                "status": shown_status(r),
                 "created": r.created,
                 "done_nodes": r.done_nodes,
                 "total_nodes": r.total_nodes,
@@ -66,7 +67,7 @@ def runs(
     for column in ("workflow", "status", "progress", "cost", "started"):
         table.add_column(column)
     for r in records:
-        status = r.status + (" (interrupted)" if r.status == "running" and not r.owner else "")
+        status = shown_status(r)
         table.add_row(
             r.run_id,
             r.workflow,
@@ -80,38 +81,83 @@ def runs(
 
 
 def show(run_id: RunIdArg, store: StoreOpt = None, json_out: JsonOutOpt = False) -> None:
-    """Show a stored run: its nodes, statuses, timings and errors."""
+    """Show a stored run (its nodes, statuses, timings and errors) or batch (its items)."""
     from rich.console import Console
-    from rich.table import Table
 
     from agentplex.cli import _die
     from agentplex.exceptions import AgentplexError
+    from agentplex.store import batch_items, shown_status
 
     run_store = _store(store)
+    batch = False
     try:
         record = run_store.get_run(run_id)
-        nodes = run_store.get_nodes(run_id)
+        batch = record.settings.get("kind") == "batch"
+        items = batch_items(run_store, record) if batch else []
+        nodes = {} if batch else run_store.get_nodes(run_id)
     except AgentplexError as exc:
         _die(str(exc))
+    status = shown_status(record)
     if json_out:
-        data = {
+        data: dict[str, Any] = {
             "run_id": record.run_id,
+            "kind": "batch" if batch else "run",
             "workflow": record.workflow,
-            "status": record.status,
+            "status": status,
             "source": record.source,
-            "inputs": dict(record.inputs),
             "settings": dict(record.settings),
             "summary": dict(record.summary),
-            "nodes": {k: dict(n.record) for k, n in nodes.items()},
         }
+        if batch:
+            data["items"] = items
+        else:
+            data["inputs"] = dict(record.inputs)
+            data["nodes"] = {k: dict(n.record) for k, n in nodes.items()}
         sys.stdout.write(json.dumps(data, indent=2, default=repr) + "\n")
         return
     console = Console(highlight=False)
+    unit = "items" if batch else "nodes"
     console.print(
-        f"run {record.run_id}: {record.workflow}, {record.status}, "
-        f"{record.done_nodes}/{record.total_nodes} nodes succeeded"
+        f"{'batch' if batch else 'run'} {record.run_id}: {record.workflow}, {status}, "
+        f"{record.done_nodes}/{record.total_nodes} {unit} succeeded"
         + (f", from {record.source}" if record.source else "")
     )
+    if batch:
+        console.print(_items_table(items))
+    else:
+        console.print(_nodes_table(nodes))
+        missing = record.total_nodes - len(nodes)
+        if missing > 0:
+            console.print(f"{missing} node(s) never started")
+    if record.status != "succeeded":
+        console.print(f"finish it with: agentplex resume {record.run_id}")
+
+
+def _items_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table()
+    for column in ("item", "status", "nodes", "wall", "cost", "run id / error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        total = row.get("total_nodes")
+        nodes = "" if total is None else f"{row.get('done_nodes', 0)}/{total}"
+        wall = "" if row.get("wall_s") is None else f"{row['wall_s']:.2f}s"
+        cost = "" if row.get("cost_usd") is None else f"${row['cost_usd']:.4f}"
+        table.add_row(
+            str(row["key"]),
+            str(row["status"]),
+            nodes,
+            wall,
+            cost,
+            str(row.get("error") or row.get("run_id") or ""),
+        )
+    return table
+
+
+def _nodes_table(nodes: dict[str, Any]) -> Any:
+    from rich.table import Table
+
     table = Table()
     for column in ("node", "status", "attempts", "duration", "tokens", "error"):
         table.add_column(column, overflow="fold")
@@ -126,12 +172,7 @@ def show(run_id: RunIdArg, store: StoreOpt = None, json_out: JsonOutOpt = False)
             f"{usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)}" if usage else "",
             str(data.get("error") or ""),
         )
-    console.print(table)
-    missing = record.total_nodes - len(nodes)
-    if missing > 0:
-        console.print(f"{missing} node(s) never started")
-    if record.status != "succeeded":
-        console.print(f"finish it with: agentplex resume {record.run_id}")
+    return table
 
 
 def resume(

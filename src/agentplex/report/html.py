@@ -81,18 +81,36 @@ def load_record(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, A
     return record, items
 
 
-def record_from_store(store: Any, run_id: str) -> dict[str, Any]:
-    """A run record (as ``run.json`` has it) rebuilt from the store, also for a crashed run."""
+def record_from_store(store: Any, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A run or batch record (as ``run.json``/``batch.json`` have it) rebuilt from the store,
+    also for a crashed run; for a batch, also its first item runs' records."""
+    from agentplex.store import batch_items, shown_status
+
     run = store.get_run(run_id)
-    nodes = {node_id: dict(node.record) for node_id, node in store.get_nodes(run_id).items()}
-    record: dict[str, Any] = {
-        "run_id": run.run_id,
-        "workflow": run.workflow,
-        "status": run.status,
-        **dict(run.summary),
-    }
-    record["nodes"] = nodes
-    return record
+    record: dict[str, Any] = {"workflow": run.workflow, **dict(run.summary)}
+    record["status"] = shown_status(run)
+    if run.settings.get("kind") == "batch":
+        record["batch_id"] = run.run_id
+        record.setdefault("strategy", run.settings.get("strategy") or "dataflow")
+        record.setdefault("max_concurrency", run.settings.get("max_concurrency"))
+        record["items"] = items = batch_items(store, run)
+        if "counts" not in record:  # interrupted: no summary yet; add up what the items have
+            counts: dict[str, int] = {}
+            for item in items:
+                counts[item["status"]] = counts.get(item["status"], 0) + 1
+            costs = [item["cost_usd"] for item in items if item["cost_usd"] is not None]
+            record["counts"] = counts
+            record["tokens"] = {
+                side: sum(item["tokens"][side] for item in items) for side in ("input", "output")
+            }
+            record["cost_usd"] = sum(costs) if costs else None
+        started = [item for item in items if item.get("run_id")][:MAX_ITEM_REPORTS]
+        return record, {
+            str(item["key"]): record_from_store(store, item["run_id"])[0] for item in started
+        }
+    record["run_id"] = run.run_id
+    record["nodes"] = {node_id: dict(n.record) for node_id, n in store.get_nodes(run_id).items()}
+    return record, {}
 
 
 def render_html(record: dict[str, Any], items: dict[str, dict[str, Any]] | None = None) -> str:

@@ -147,6 +147,10 @@ class RunStore(ABC):
         """Return runs and batches, newest first (a batch's item runs are not listed)."""
 
     @abstractmethod
+    def get_items(self, batch_id: str) -> list[RunRecord]:
+        """Return the item runs of a batch that have started, in item order."""
+
+    @abstractmethod
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
         """Return every stored node result of the run."""
 
@@ -215,6 +219,11 @@ class MemoryStore(RunStore):
         runs = [self._progress(r) for r in self.runs.values() if r.batch_id is None]
         return sorted(runs, key=lambda r: r.created, reverse=True)[:limit]
 
+    def get_items(self, batch_id: str) -> list[RunRecord]:
+        self.get_run(batch_id)
+        items = [self._progress(r) for r in self.runs.values() if r.batch_id == batch_id]
+        return sorted(items, key=item_order)
+
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
         self.get_run(run_id)
         return dict(self.nodes.get(run_id, {}))
@@ -227,6 +236,79 @@ class MemoryStore(RunStore):
             {"seq": s, "t": t, "kind": k, "node_id": n, "data": json.loads(d)}
             for s, t, k, n, d in self.events.get(run_id, [])
         ]
+
+
+def item_order(record: RunRecord) -> tuple[int, str]:
+    """Sort key of a batch's item runs (``{batch_id}.{index}``) by index."""
+    index = record.run_id.rpartition(".")[2]
+    return (int(index) if index.isdigit() else 0, record.run_id)
+
+
+def shown_status(record: RunRecord) -> str:
+    """The run's status for people: a ``running`` run whose writer is gone was interrupted."""
+    if (
+        record.status == "running"
+        and record.owner != this_owner()
+        and not owner_alive(record.owner)
+    ):
+        return "interrupted"
+    return record.status
+
+
+def batch_items(store: RunStore, batch: RunRecord) -> list[dict[str, Any]]:
+    """Every item of a stored batch, started or not, in input order, as ``batch.json`` rows.
+
+    A batch that ended stored these rows itself (exact timings); for one that
+    was interrupted they are rebuilt from its item runs, timed by the wall clock.
+    """
+    started = {r.run_id: r for r in store.get_items(batch.run_id)}
+    ended = batch.summary.get("items")
+    if ended is not None:
+        kept = [dict(stored) for stored in ended]
+        for stored in kept:
+            item_run = started.get(stored.get("run_id") or "")
+            stored["done_nodes"] = 0 if item_run is None else item_run.done_nodes
+            stored["total_nodes"] = None if item_run is None else item_run.total_nodes
+        return kept
+    rows: list[dict[str, Any]] = []
+    for index, item in enumerate(batch.inputs.get("items", [])):
+        run = started.get(f"{batch.run_id}.{index}")
+        row: dict[str, Any] = {
+            "key": item.get("key"),
+            "status": "invalid" if item.get("error") else "not started",
+            "success": False,
+            "where": item.get("where"),
+            "priority": item.get("priority"),
+            "run_id": None,
+            "started_s": None,
+            "finished_s": None,
+            "wall_s": None,
+            "tokens": {"input": 0, "output": 0},
+            "cost_usd": None,
+            "error": item.get("error"),
+            "done_nodes": 0,
+            "total_nodes": None,
+        }
+        if run is not None:
+            usage = run.summary.get("usage") or {}
+            ended_run = run.status != "running"
+            row.update(
+                status=shown_status(run),
+                success=run.status == "succeeded",
+                run_id=run.run_id,
+                started_s=round(run.created - batch.created, 6),
+                finished_s=round(run.updated - batch.created, 6) if ended_run else None,
+                wall_s=run.summary.get("wall_s"),
+                tokens={
+                    "input": usage.get("input_tokens", 0),
+                    "output": usage.get("output_tokens", 0),
+                },
+                cost_usd=run.cost_usd,
+                done_nodes=run.done_nodes,
+                total_nodes=run.total_nodes,
+            )
+        rows.append(row)
+    return rows
 
 
 def busy(run_id: str, owner: str | None) -> StoreError:

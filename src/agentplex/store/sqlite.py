@@ -32,6 +32,7 @@ from agentplex.store import (
     StoredNode,
     StoreError,
     busy,
+    item_order,
     owner_alive,
     this_owner,
 )
@@ -342,6 +343,11 @@ class SqliteStore(RunStore):
             (limit,),
         )
         return [self._run(row) for row in rows]
+
+    def get_items(self, batch_id: str) -> list[RunRecord]:
+        self.get_run(batch_id)
+        rows = self._read(f"SELECT {self._RUN_COLUMNS} FROM runs r WHERE r.batch_id=?", (batch_id,))
+        return sorted((self._run(row) for row in rows), key=item_order)
 
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
         self.get_run(run_id)
