@@ -187,3 +187,46 @@ def test_integer_critical_path_agrees_with_the_graph_module(deps, data) -> None:
     for node, nxt in itertools.pairwise(fast_path):
         assert node in deps[nxt]
     assert sum(durations.get(n, 0.0) for n in fast_path) == pytest.approx(fast_length)
+
+
+# -- a graph that grows while it runs (streamed plans, delegation) ---------------------
+
+
+def test_nodes_added_while_running_start_when_their_deps_are_done() -> None:
+    s = Scheduler({"plan": []})
+    assert s.start() == ["plan"]
+    assert s.get_ready() == ["plan"]
+    assert s.add("a", []) == "ready"  # no deps: ready at once, the planner still running
+    assert s.add("b", ["a"]) == "waiting"
+    assert s.get_ready() == ["a"]
+    assert s.done("a") == ["b"]
+    assert s.add("c", ["a"]) == "ready"  # its dep already succeeded
+    assert sorted(s.get_ready()) == ["b", "c"]
+    for node in ("b", "c", "plan"):
+        s.done(node)
+    assert not s.is_active()
+    assert s.critical_path({"plan": 1.0, "a": 2.0, "b": 3.0, "c": 1.0}) == (5.0, ["a", "b"])
+
+
+def test_a_node_added_after_its_dep_failed_is_skipped() -> None:
+    s = Scheduler({"plan": [], "a": []})
+    s.start()
+    s.get_ready()
+    s.fail("a")
+    assert s.add("b", ["a"]) == "skipped"
+    assert s.state("b") == "skipped"
+    s.done("plan")
+    assert not s.is_active()
+
+
+def test_adding_refuses_unknown_deps_duplicates_and_layers() -> None:
+    s = Scheduler({"a": []})
+    s.start()
+    with pytest.raises(ValueError, match="unknown"):
+        s.add("b", ["zzz"])
+    with pytest.raises(ValueError, match="already"):
+        s.add("a", [])
+    layered = Scheduler({"a": []}, strategy="layers")
+    layered.start()
+    with pytest.raises(ConfigError, match="layers"):
+        layered.add("b", [])

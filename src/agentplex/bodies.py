@@ -73,6 +73,15 @@ class NodeBodies:
                 self.where[node_id] = body.resolved_executor()
                 self.labels[node_id] = node.kind
 
+    def add_agent(self, node: AgentNode) -> None:
+        """Resolve the model of an agent node that joined the run while it runs.
+
+        Raises:
+            ConfigError: if its model string is invalid.
+        """
+        self.models[node.id] = self._parse(node.id, node.model or self.options.model)
+        self.labels[node.id] = self.wf.roles[node.role].name
+
     def for_item(
         self, run_id: str, inputs: Mapping[str, Any], *, model: str | None = None
     ) -> NodeBodies:
@@ -256,7 +265,14 @@ class NodeBodies:
     def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
         """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
 
-        async def ask(role: str, task: str, *, model: str | None = None, **options: Any) -> str:
+        async def ask(
+            role: str,
+            task: str,
+            *,
+            model: str | None = None,
+            on_text: Callable[[str], None] | None = None,
+            **options: Any,
+        ) -> str:
             ref = self._parse(node_id, model) if model else self.default_model
             agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
             request = build_request(
@@ -268,6 +284,8 @@ class NodeBodies:
                 inputs={},
                 seed=self.options.seed,
             )
+            if on_text is not None:
+                request = dataclasses.replace(request, on_text=on_text)
             completion = await self.providers.get(ref).complete(request)
             usage_box.append(completion.usage)
             return completion.text

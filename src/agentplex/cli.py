@@ -392,6 +392,11 @@ app.command("show")(show)
 app.command("resume")(resume)
 app.command("cache")(cache)
 
+from agentplex.cli_plan import ask, plan  # noqa: E402 - the planning commands
+
+app.command("plan")(plan)
+app.command("ask")(ask)
+
 
 def main() -> None:
     """Entry point of the ``agentplex`` console script."""

@@ -22,9 +22,18 @@ class NodeContext:
     inputs: Mapping[str, Any]
     _ask: Callable[..., Awaitable[str]]
 
-    async def ask(self, role: str, task: str, *, model: str | None = None, **options: Any) -> str:
+    async def ask(
+        self,
+        role: str,
+        task: str,
+        *,
+        model: str | None = None,
+        on_text: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> str:
         """Ask an agent of ``role`` to do ``task`` (plain text) and return its answer.
 
+        ``on_text``, if given, receives the answer piece by piece as it streams.
         Tokens are counted towards this node.
         """
-        return await self._ask(role, task, model=model, **options)
+        return await self._ask(role, task, model=model, on_text=on_text, **options)

@@ -11,6 +11,10 @@ Lifecycle of one node::
               -> NodeFinished | NodeFailed | NodeCancelled
     (or NodeSkipped, without ever being ready, when a dependency failed)
 
+A plan that grows while it runs (``agentplex ask``: a streamed plan, an
+agent's sub-plan) announces each node it adds with ``NodePlanned`` before the
+node's own lifecycle starts.
+
 A batch wraps its items' runs::
 
     BatchStarted -> (ItemStarted -> RunStarted ... RunFinished -> ItemFinished)* -> BatchFinished
@@ -44,6 +48,18 @@ class RunStarted(Event):
     strategy: str
     max_concurrency: int
     inputs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlanned(Event):
+    """A node joined the running workflow (from a streamed plan or an agent's sub-plan)."""
+
+    node_id: str
+    role: str
+    task: str
+    depends_on: tuple[str, ...]
+    parent: str | None = None
+    """The agent whose sub-plan this node belongs to; None for the top-level plan."""
 
 
 @dataclass(frozen=True, slots=True)

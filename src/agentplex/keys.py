@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from graphlib import TopologicalSorter
 from typing import Any
 
@@ -86,16 +86,35 @@ def _plan(compiled: CompiledWorkflow, model: str) -> _Plan:
     return plan
 
 
+def _inputs_digest(inputs: Mapping[str, Any]) -> bytes:
+    return hashlib.sha256(json.dumps(dict(inputs), sort_keys=True, default=repr).encode()).digest()
+
+
+def _key(spec: bytes, inputs_digest: bytes, deps: Iterable[str], keys: Mapping[str, str]) -> str:
+    digest = hashlib.sha256(spec)
+    digest.update(inputs_digest)
+    for dep in deps:
+        digest.update(keys[dep].encode())
+    return digest.hexdigest()[:32]
+
+
 def node_keys(compiled: CompiledWorkflow, inputs: Mapping[str, Any], model: str) -> dict[str, str]:
     """Return every node's content key (see the module docstring)."""
-    inputs_digest = hashlib.sha256(
-        json.dumps(dict(inputs), sort_keys=True, default=repr).encode()
-    ).digest()
+    inputs_digest = _inputs_digest(inputs)
     keys: dict[str, str] = {}
     for node_id, spec, deps in _plan(compiled, model):
-        digest = hashlib.sha256(spec)
-        digest.update(inputs_digest)
-        for dep in deps:
-            digest.update(keys[dep].encode())
-        keys[node_id] = digest.hexdigest()[:32]
+        keys[node_id] = _key(spec, inputs_digest, deps, keys)
     return keys
+
+
+def add_key(
+    keys: dict[str, str],
+    compiled: CompiledWorkflow,
+    node_id: str,
+    inputs: Mapping[str, Any],
+    model: str,
+) -> str:
+    """Key a node that joined a running workflow (its dependencies are keyed already)."""
+    spec = json.dumps(spec_of(compiled, compiled.nodes[node_id], model), default=repr).encode()
+    keys[node_id] = _key(spec, _inputs_digest(inputs), sorted(compiled.deps[node_id]), keys)
+    return keys[node_id]

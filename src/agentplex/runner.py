@@ -131,8 +131,15 @@ class _Run:
         self.ended = asyncio.Event()
         """Set when the last node has ended."""
         self.reused: set[str] = set()
-        self.settled: dict[str, NodeResult] = {}
         """Nodes whose stored result (from the run being resumed) stands."""
+        self.settled: dict[str, NodeResult] = {}
+        """Records of succeeded nodes, built once (for the store and the result)."""
+        self.gate: Callable[[str], None] | None = None
+        """Called before a node starts; raising fails the node (a planner's token budget)."""
+        self.finisher: Callable[[str, Any], Awaitable[Any]] | None = None
+        """Turns the answer of a node in ``finishing`` into its output, without a slot
+        (a delegating agent's sub-plan runs while it waits)."""
+        self.finishing: set[str] = set()
         self.recorder: Recorder | None = None
         if store is not None:
             self.recorder = Recorder(
@@ -156,6 +163,31 @@ class _Run:
                 )
         self.reused = set(stored)
         self.scheduler.mark_done(self.reused)
+
+    def add_node(self, node: AgentNode, *, parent: str | None = None) -> str:
+        """Add an agent node while the run goes (a streamed plan, a sub-plan); start it
+        when its dependencies are done. Returns ``ready``, ``waiting`` or ``skipped``.
+
+        Raises:
+            ConfigError: an unknown role or dependency, a bad model, or the layers strategy.
+        """
+        self.wf.grow(node)
+        self.bodies.add_agent(node)
+        if self.recorder is not None:
+            self.recorder.add_key(node.id)
+        t = self.now()
+        self.emit(
+            ev.NodePlanned(self.run_id, t, node.id, node.role, node.task, node.depends_on, parent)
+        )
+        state = self.scheduler.add(node.id, node.depends_on, node.estimated_duration())
+        if state == "skipped":
+            self.record_end(node.id, "skipped")
+            failed = next(d for d in node.depends_on if self.status.get(d) != "succeeded")
+            self.emit(ev.NodeSkipped(self.run_id, t, node.id, failed))
+        elif state == "ready":
+            self.emit(ev.NodeReady(self.run_id, t, node.id))
+            self.wake()
+        return state
 
     # -- events -----------------------------------------------------------------
 
@@ -283,6 +315,8 @@ class _Run:
         node = self.nodes[node_id]
         self.started[node_id] = self.now()
         try:
+            if self.gate is not None:
+                self.gate(node_id)
             if isinstance(
                 node, MapNode
             ):  # map nodes are rare; agents and functions are the hot path
@@ -302,6 +336,9 @@ class _Run:
                         body, node_id, attempt, self.outputs, on_text=on_text
                     ),
                 )
+                if node_id in self.finishing and self.finisher is not None:
+                    self.release(slot)  # waiting on other nodes takes no slot
+                    output = await self.finisher(node_id, output)
         except asyncio.CancelledError:
             self.release(slot)
             self.record_end(node_id, "cancelled")
@@ -527,6 +564,7 @@ async def arun(
     rng: random.Random | None = None,
     store: RunStore | str | Path | bool | None = None,
     prior: Mapping[str, StoredNode] | None = None,
+    attach: Callable[[_Run], None] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run ``workflow`` on the running event loop and return its result.
@@ -540,6 +578,8 @@ async def arun(
     ``.agentplex/runs.sqlite`` or ``$AGENTPLEX_STORE``; a path; or a
     :class:`~agentplex.store.RunStore`), so :func:`agentplex.resume` can finish
     it after a crash. ``prior`` holds stored results to reuse (resume passes it).
+    ``attach`` is called with the run's state before it starts (the planner
+    uses it to add nodes while the run goes).
 
     A failed run returns a result with ``status == "failed"``; call
     ``result.raise_for_status()`` to turn that into an exception.
@@ -574,6 +614,8 @@ async def arun(
             source=compiled.source,
             prior=prior,
         )
+        if attach is not None:
+            attach(state)
         return await state.execute()
     finally:
         if opened is not None:

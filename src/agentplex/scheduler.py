@@ -348,6 +348,53 @@ class Scheduler:
                     opened.append(self._ids[i])
         return opened
 
+    def add(self, node: str, deps: Sequence[str], estimate: float = 1.0) -> str:
+        """Add a node while the graph runs (a plan that arrives piece by piece).
+
+        ``deps`` must already be known, so a growing graph can never form a
+        cycle. Returns the new node's state: ``ready`` (its dependencies have
+        all succeeded), ``waiting``, or ``skipped`` (one of them failed, was
+        skipped or was cancelled, so it can never run). Its priority counts its
+        own estimate only: nothing depends on it yet. Only for ``dataflow`` and
+        ``sequential``: lock-step layers are not defined for a graph that grows.
+
+        Raises:
+            ConfigError: under the ``layers`` strategy.
+            ValueError: for a known node id or an unknown dependency.
+        """
+        if self.strategy == "layers":
+            raise ConfigError(
+                "a plan that grows while it runs cannot use the layers strategy. "
+                "Fix: use --strategy dataflow (the default) or sequential."
+            )
+        if node in self._index:
+            raise ValueError(f"node {node!r} is already in the graph")
+        unknown = [d for d in deps if d not in self._index]
+        if unknown:
+            raise ValueError(f"node {node!r} depends on unknown node(s) {unknown}")
+        i = len(self._ids)
+        self._ids.append(node)
+        self._index[node] = i
+        self._succ.append([])
+        self._order.append(i)
+        unique = {self._index[d] for d in deps}
+        self._state.append(WAITING)
+        self._counts[WAITING] += 1
+        self._key.append(float(i) if self.strategy == "sequential" else -estimate)
+        if any(self._state[d] in (FAILED, SKIPPED, CANCELLED) for d in unique):
+            self._pending.append(0)
+            self._set(i, SKIPPED)
+            return "skipped"
+        pending = [d for d in unique if self._state[d] != SUCCEEDED]
+        self._pending.append(len(pending))
+        for d in pending:
+            self._succ[d].append(i)
+        self._unfinished += 1
+        if not pending and self._started:
+            self._make_ready(i)
+            return "ready"
+        return "waiting"
+
     def mark_done(self, nodes: Iterable[str]) -> None:
         """Record nodes as already succeeded before :meth:`start` (used to resume a run)."""
         if self._started:

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from agentplex.binding import Binding
 from agentplex.exceptions import DuplicateNodeError, SchemaError
@@ -186,6 +186,28 @@ class CompiledWorkflow:
 
     def __repr__(self) -> str:  # compact: a workflow may hold 100,000 nodes
         return f"CompiledWorkflow({self.name!r}, nodes={len(self.nodes)})"
+
+    def grow(self, node: AgentNode) -> None:
+        """Add an agent node to this workflow while it runs (a plan arriving piece by piece).
+
+        Only the planner of a plan run calls this, on a workflow of its own;
+        the node's role and dependencies must already be known. Everything
+        else treats a compiled workflow as immutable.
+
+        Raises:
+            ConfigError: for a duplicate id, an unknown role or an unknown dependency.
+        """
+        from agentplex.exceptions import ConfigError
+
+        if node.id in self.nodes:
+            raise ConfigError(f"node {node.id!r} is already in the workflow")
+        if node.role not in self.roles:
+            raise ConfigError(f"node {node.id!r}: unknown role {node.role!r}")
+        missing = [d for d in node.depends_on if d not in self.nodes]
+        if missing:
+            raise ConfigError(f"node {node.id!r} depends on unknown node(s) {missing}")
+        cast("dict[str, Node]", self.nodes)[node.id] = node
+        cast("dict[str, tuple[str, ...]]", self.deps)[node.id] = tuple(node.depends_on)
 
     def estimates(self) -> dict[str, float]:
         """Return each node's estimated duration."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from agentplex.exceptions import ConfigError, ProviderError
+from agentplex.llm import sim_plans
 from agentplex.llm.base import Completion, Message, Provider, Request, Usage, estimate_tokens
 from agentplex.llm.limits import Limits
 from agentplex.roles import BUILTIN_ROLES
@@ -298,6 +299,9 @@ def generate(model: str, messages: Sequence[Message], seed: object = 0) -> SimAn
     role = _ROLE_BY_PROMPT.get(system, "")
     heading, phrases = _STYLES.get(role, _GENERIC)
     task, contexts = split_prompt(user)
+    planned = sim_plans.answer(model, user, contexts) if sim_plans.wants_plan(user) else None
+    if planned is not None:  # playing the coordinator (or a delegating agent, or a reviewer)
+        return _timed(planned, messages, rng, model)
     subject = " ".join(task.split())
     if len(subject) > 90:
         subject = subject[:87].rstrip() + "..."
@@ -314,7 +318,11 @@ def generate(model: str, messages: Sequence[Message], seed: object = 0) -> SimAn
         for label, body in contexts:
             quote = " ".join(body.replace("#", "").split()[:10])
             lines.append(f'- {label}: "{quote}..."')
-    text = "\n".join(lines)
+    return _timed("\n".join(lines), messages, rng, model)
+
+
+def _timed(text: str, messages: Sequence[Message], rng: random.Random, model: str) -> SimAnswer:
+    """Usage and latency of answering ``messages`` with ``text``."""
     output_tokens = estimate_tokens(text)
     input_tokens = sum(estimate_tokens(m.content) for m in messages)
     ttft = rng.uniform(0.2, 0.5)

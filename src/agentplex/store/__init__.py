@@ -199,6 +199,7 @@ class MemoryStore(RunStore):
             updated=time.time(),
             cost_usd=summary.get("cost_usd"),
             owner=None,
+            total_nodes=final_size(summary) or run.total_nodes,
         )
 
     def _progress(self, run: RunRecord) -> RunRecord:
@@ -236,6 +237,14 @@ class MemoryStore(RunStore):
             {"seq": s, "t": t, "kind": k, "node_id": n, "data": json.loads(d)}
             for s, t, k, n, d in self.events.get(run_id, [])
         ]
+
+
+def final_size(summary: Mapping[str, Any]) -> int | None:
+    """How many nodes a run ended with (a plan run grows), from its summary's counts."""
+    counts = summary.get("counts")
+    if not isinstance(counts, Mapping) or "items" in summary:
+        return None
+    return sum(int(n) for n in counts.values()) or None
 
 
 def item_order(record: RunRecord) -> tuple[int, str]:

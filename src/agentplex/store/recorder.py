@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentplex import events as ev
-from agentplex.keys import node_keys
+from agentplex.keys import add_key, node_keys
 from agentplex.store import RunRecord, RunStore, StoredNode
 
 if TYPE_CHECKING:
@@ -66,6 +66,10 @@ class Recorder:
         self.keys = node_keys(run.wf, run.inputs, run.options.model)
         self.rows: list[tuple[int, float, str, str | None, str]] = []
         self.seq = 0
+
+    def add_key(self, node_id: str) -> None:
+        """Key a node that joined the run while it runs."""
+        add_key(self.keys, self.run.wf, node_id, self.run.inputs, self.run.options.model)
 
     def reusable(self, prior: Mapping[str, StoredNode]) -> dict[str, StoredNode]:
         """The stored results that still hold: succeeded, with an unchanged key."""
@@ -159,6 +163,13 @@ class Recorder:
         elif isinstance(event, ev.NodeCancelled):
             data = {"started": event.started}
             self.put(self.run.node_result(event.node_id))
+        elif isinstance(event, ev.NodePlanned):
+            data = {
+                "role": event.role,
+                "task": event.task,
+                "depends_on": list(event.depends_on),
+                "parent": event.parent,
+            }
         elif isinstance(event, ev.RunStarted):
             data = {"strategy": event.strategy, "max_concurrency": event.max_concurrency}
         elif isinstance(event, ev.RunFinished):

@@ -32,6 +32,7 @@ from agentplex.store import (
     StoredNode,
     StoreError,
     busy,
+    final_size,
     item_order,
     owner_alive,
     this_owner,
@@ -285,9 +286,16 @@ class SqliteStore(RunStore):
         self._put(
             (
                 "one",
-                "UPDATE runs SET status=?, updated=?, summary=?, cost_usd=?, owner=NULL "
-                "WHERE run_id=?",
-                (status, time.time(), json.dumps(dict(summary)), summary.get("cost_usd"), run_id),
+                "UPDATE runs SET status=?, updated=?, summary=?, cost_usd=?, owner=NULL, "
+                "total_nodes=COALESCE(?, total_nodes) WHERE run_id=?",
+                (
+                    status,
+                    time.time(),
+                    json.dumps(dict(summary)),
+                    summary.get("cost_usd"),
+                    final_size(summary),
+                    run_id,
+                ),
             )
         )
 

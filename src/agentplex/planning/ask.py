@@ -1,0 +1,163 @@
+"""``ask`` and ``plan``: a question in, a parallel plan (and its answer) out.
+
+    result = ap.ask("Compare Python, Rust and Go for backend development")
+    print(result.answer)           # the plan's final results
+    print(result.plan["agents"])   # what the coordinator planned, with node ids
+    result.run                     # the RunResult: every node, timings, speedup, cost
+
+The run is an ordinary agentplex run (same options, observers, store), whose
+first node, ``coordinator``, plans and grows it; see
+:mod:`agentplex.planning.controller` for the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentplex import events as ev
+from agentplex.exceptions import ConfigError
+from agentplex.planning.controller import (
+    COORDINATOR,
+    Planner,
+    PlanSettings,
+    question_node,
+)
+from agentplex.result import RunResult
+from agentplex.roles import Role, RoleLibrary
+from agentplex.workflow import Workflow
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    """A planned run: the question, the plan, the answer and the run itself."""
+
+    question: str
+    answer: str
+    plan: Mapping[str, Any] | None
+    """The accepted plan (meta-agent format, each agent with its ``node``); None if none was."""
+    run: RunResult
+    attempts: tuple[Mapping[str, Any], ...] = ()
+    """Each coordinator answer's errors (an accepted plan's are empty)."""
+    warnings: tuple[str, ...] = ()
+    """Repairs and bounds reached while planning (dropped dependencies, depth...)."""
+    planning: Mapping[str, Any] = field(default_factory=dict)
+    """Figures: attempts, planned agents, streaming, when the first planned node was added."""
+
+    @property
+    def ok(self) -> bool:
+        return self.run.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's JSON record plus ``question``, ``answer``, ``plan`` and ``planning``."""
+        record = self.run.to_dict()
+        record["warnings"] = [*record.get("warnings", []), *self.warnings]
+        record.update(
+            question=self.question,
+            answer=self.answer,
+            plan=self.plan,
+            planning={**self.planning, "attempts": [dict(a) for a in self.attempts]},
+        )
+        return record
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=repr)
+
+
+async def aask(
+    question: str,
+    *,
+    max_agents: int = 20,
+    max_depth: int = 1,
+    max_tokens: int | None = None,
+    plan_attempts: int = 3,
+    fallback: bool = False,
+    review: int = 0,
+    stream: bool = True,
+    roles: Iterable[Role] = (),
+    observers: Iterable[ev.Observer] = (),
+    dry: bool = False,
+    **options: Any,
+) -> AskResult:
+    """Plan ``question`` with the coordinator and run the plan as it arrives.
+
+    ``max_agents`` bounds the agents planned at every level, ``max_depth`` how
+    deep delegation nests (0: none), ``max_tokens`` the tokens the whole run
+    may use; ``plan_attempts`` is how often an unusable plan goes back to the
+    coordinator, and ``fallback`` runs the valid agents of a still-unusable
+    plan in declared order instead of failing. ``review`` lets the coordinator
+    send at most that many results back for one revision. ``stream`` starts
+    planned agents while the plan is still being written. ``dry`` plans only.
+    Other keywords are run options (``model``, ``max_concurrency``, ``store``...).
+
+    Raises:
+        ConfigError: for a bad bound or option (before anything runs).
+    """
+    from agentplex.runner import arun
+
+    if not question.strip():
+        raise ConfigError("the question is empty. Fix: ask something, e.g. 'Compare A, B and C'.")
+    settings = PlanSettings(
+        max_agents=max_agents,
+        max_depth=max_depth,
+        max_tokens=max_tokens,
+        attempts=plan_attempts,
+        fallback=fallback,
+        review=review,
+        stream=stream and not dry,
+    )
+    settings.check()
+    if options.get("strategy") == "layers":
+        raise ConfigError(
+            "a planned run grows while it runs, so it cannot use the layers strategy. "
+            "Fix: use --strategy dataflow (the default) or sequential."
+        )
+    role_list = list(roles)
+    planner = Planner(question, settings, RoleLibrary(role_list), dry=dry)
+    wf = Workflow("plan" if dry else "ask", description=question[:200], roles=role_list)
+    wf.function(question_node(planner), id=COORDINATOR)
+    compiled = wf.compile()
+    result = await arun(compiled, observers=observers, attach=planner.attach, **options)
+    answer = "" if dry or not result.ok else planner.answer(result.outputs, compiled.deps)
+    accepted = (
+        result.nodes[COORDINATOR].output
+        if result.nodes[COORDINATOR].status == "succeeded"
+        else None
+    )
+    return AskResult(
+        question=question,
+        answer=answer,
+        plan=accepted,
+        run=result,
+        attempts=tuple({"errors": a.errors} for a in planner.attempts),
+        warnings=tuple(planner.warnings),
+        planning={
+            "attempts_made": len(planner.attempts),
+            "agents_planned": planner.planned,
+            "streamed": settings.stream,
+            "first_node_s": planner.first_dispatch,
+            "coordinator_s": result.nodes[COORDINATOR].duration_s,
+            "max_agents": max_agents,
+            "max_depth": max_depth,
+            "sub_plans": {k: list(v) for k, v in planner.sub_plans.items()},
+            "revised": dict(planner.revised),
+        },
+    )
+
+
+def ask(question: str, **kwargs: Any) -> AskResult:
+    """Plan and run ``question`` from synchronous code; see :func:`aask`."""
+    return asyncio.run(aask(question, **kwargs))
+
+
+async def aplan(question: str, **kwargs: Any) -> AskResult:
+    """Plan ``question`` without running it (``result.plan``); see :func:`aask`."""
+    return await aask(question, dry=True, **kwargs)
+
+
+def plan(question: str, **kwargs: Any) -> AskResult:
+    """Plan ``question`` from synchronous code, without running it."""
+    return asyncio.run(aplan(question, **kwargs))

@@ -1,0 +1,190 @@
+"""A plan is untrusted input: check it, repair what is safe to repair, refuse the rest.
+
+Lenient, as the meta-agent design is: a dependency that is not an earlier
+agent's index (out of range, itself, not a number) is dropped with a warning.
+Everything else that makes a plan unusable is an error, worded for the
+coordinator to fix: an empty plan, more agents than the budget allows, an
+unknown role or tool, an agent asking to run code (a function, an import, a
+shell command: never allowed in a plan), a task missing, or a cycle.
+
+:func:`check_agent` is the same check for one agent as it streams in, so a
+streamed agent is only started if the whole plan could not refuse it later
+for a reason of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from agentplex.plan import CODE_KEYS
+from agentplex.roles import RoleLibrary, normalize_role
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAgent:
+    """One agent of a checked plan."""
+
+    index: int
+    role: str
+    task: str
+    depends_on: tuple[int, ...]
+    tools: tuple[str, ...] = ()
+    delegate: bool = False
+
+
+@dataclass(slots=True)
+class CheckedPlan:
+    """The agents that can run, what was repaired, and what makes the plan unusable."""
+
+    agents: list[PlannedAgent] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.agents)
+
+
+def check_agent(
+    index: int,
+    entry: Any,
+    count: int | None,
+    roles: RoleLibrary,
+    tools: Collection[str],
+    warnings: list[str],
+) -> tuple[PlannedAgent | None, list[str]]:
+    """Check agent ``index`` of a plan of ``count`` agents (``None``: still streaming).
+
+    Returns the agent (or None) and its errors; dropped dependencies go to ``warnings``.
+    """
+    where = f"agent {index}"
+    if not isinstance(entry, Mapping):
+        return None, [f"{where} must be a JSON object, got {type(entry).__name__}."]
+    errors: list[str] = []
+    code = [key for key in CODE_KEYS if key in entry]
+    if code:
+        errors.append(
+            f"{where} asks to run code ({code[0]!r}); a plan may only use the listed roles."
+        )
+    role = entry.get("role")
+    if not isinstance(role, str) or not role.strip():
+        errors.append(f'{where} needs a "role".')
+    elif normalize_role(role) not in roles:
+        errors.append(f"{where} has unknown role {role!r}; use one of: {', '.join(sorted(roles))}.")
+    task = entry.get("task")
+    if not isinstance(task, str) or not task.strip():
+        errors.append(f'{where} needs a non-empty "task".')
+    asked = entry.get("tools") or []
+    if not isinstance(asked, list) or not all(isinstance(t, str) for t in asked):
+        errors.append(f'{where}: "tools" must be a list of tool names.')
+        asked = []
+    unknown = [t for t in asked if t not in tools]
+    if unknown:
+        known = ", ".join(sorted(tools)) or "none are registered"
+        errors.append(f"{where} asks for unknown tool(s) {unknown}; tools: {known}.")
+    if errors:
+        return None, errors
+    raw = entry.get("depends_on") or []
+    deps: list[int] = []
+    for dep in raw if isinstance(raw, list) else [raw]:
+        if isinstance(dep, bool) or not isinstance(dep, int):
+            problem = f"dependency {dep!r}, which is not an agent index"
+        elif dep == index:
+            problem = "a dependency on itself"
+        elif dep < 0 or (count is not None and dep >= count):
+            problem = f"dependency {dep}, out of range"
+        else:
+            if dep not in deps:
+                deps.append(dep)
+            continue
+        warnings.append(f"{where} ({role}): dropped {problem}.")
+    assert isinstance(role, str)
+    assert isinstance(task, str)
+    return (
+        PlannedAgent(
+            index,
+            normalize_role(role),
+            task.strip(),
+            tuple(deps),
+            tuple(asked),
+            entry.get("delegate") is True,
+        ),
+        [],
+    )
+
+
+def check_plan(
+    data: Any,
+    roles: RoleLibrary,
+    tools: Collection[str] = (),
+    *,
+    max_agents: int,
+    fallback: bool = False,
+) -> CheckedPlan:
+    """Check a whole plan; see the module docstring.
+
+    With ``fallback`` (the declared-order fallback) an unusable plan still
+    runs what it safely can: agents with errors are dropped, and the rest
+    run one after another in the order they were declared.
+    """
+    plan = CheckedPlan()
+    raw = data.get("agents") if isinstance(data, Mapping) else None
+    if not isinstance(raw, list) or not raw:
+        plan.errors.append('the plan has no agents: "agents" must be a non-empty list.')
+        return plan
+    if len(raw) > max_agents:
+        plan.errors.append(
+            f"the plan has {len(raw):,} agents; at most {max_agents} are allowed. "
+            "Plan fewer, broader agents."
+        )
+        if not fallback:
+            return plan
+        raw = raw[:max_agents]
+    for index, entry in enumerate(raw):
+        agent, errors = check_agent(index, entry, len(raw), roles, tools, plan.warnings)
+        plan.errors.extend(errors)
+        if agent is not None:
+            plan.agents.append(agent)
+    if not plan.errors:
+        cycle = _cycle(plan.agents)
+        if cycle:
+            plan.errors.append(
+                "the dependencies form a cycle ("
+                + " -> ".join(str(i) for i in cycle)
+                + "); an agent may only depend on agents that can finish before it."
+            )
+    if plan.errors and fallback:
+        return _declared_order(plan)
+    return plan
+
+
+def _cycle(agents: Sequence[PlannedAgent]) -> list[int]:
+    graph = {a.index: list(a.depends_on) for a in agents}
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        return [int(i) for i in exc.args[1]]
+    return []
+
+
+def _declared_order(plan: CheckedPlan) -> CheckedPlan:
+    """Run what can run, one agent after another in declared order."""
+    chained = CheckedPlan(warnings=[*plan.warnings])
+    chained.warnings += [f"fallback: {e}" for e in plan.errors]
+    chained.warnings.append(
+        f"the plan was unusable; running its {len(plan.agents)} valid agent(s) in declared "
+        "order (the declared-order fallback)."
+    )
+    previous: int | None = None
+    for agent in plan.agents:
+        deps = (previous,) if previous is not None else ()
+        chained.agents.append(
+            PlannedAgent(agent.index, agent.role, agent.task, deps, agent.tools, False)
+        )
+        previous = agent.index
+    if not chained.agents:
+        chained.errors = list(plan.errors)
+    return chained
