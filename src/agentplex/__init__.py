@@ -27,6 +27,7 @@ from agentplex.events import (
     NodeCancelled,
     NodeFailed,
     NodeFinished,
+    NodePlanned,
     NodeProgress,
     NodeReady,
     NodeRetrying,
@@ -64,6 +65,8 @@ from agentplex.files import load_workflow, workflow_from_data
 from agentplex.llm import Limits, ProviderConfig, Secret
 from agentplex.llm.pricing import Price
 from agentplex.options import RunOptions
+from agentplex.planning.ask import AskResult, aask, aplan, ask, plan
+from agentplex.planning.controller import BudgetExceededError, PlanningError
 from agentplex.result import NodeResult, RunResult
 from agentplex.resume import aresume, resume
 from agentplex.roles import BUILTIN_ROLES, Role
@@ -86,11 +89,13 @@ __all__ = [
     "BUILTIN_ROLES",
     "AgentNode",
     "AgentplexError",
+    "AskResult",
     "BatchFinished",
     "BatchItem",
     "BatchResult",
     "BatchStarted",
     "BenchmarkResult",
+    "BudgetExceededError",
     "CompiledWorkflow",
     "ConfigError",
     "CycleError",
@@ -115,6 +120,7 @@ __all__ = [
     "NodeError",
     "NodeFailed",
     "NodeFinished",
+    "NodePlanned",
     "NodeProgress",
     "NodeReady",
     "NodeResult",
@@ -124,6 +130,7 @@ __all__ = [
     "NodeText",
     "NodeTimeoutError",
     "Observer",
+    "PlanningError",
     "Price",
     "ProviderConfig",
     "ProviderError",
@@ -146,14 +153,18 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowFileError",
+    "aask",
+    "aplan",
     "aresume",
     "arun",
     "arun_batch",
+    "ask",
     "benchmark",
     "export_batch",
     "export_run",
     "fan_out",
     "load_workflow",
+    "plan",
     "resume",
     "run",
     "run_batch",

@@ -11,8 +11,10 @@ retries or timeouts: those belong to :mod:`agentplex.runner`.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,6 +23,7 @@ from agentplex.cache import ResultCache, cache_enabled, content_key
 from agentplex.context import NodeContext
 from agentplex.exceptions import ConfigError
 from agentplex.executors import Executor, create_executor
+from agentplex.fanout import fan_out
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
 from agentplex.llm.base import Request, Usage
 from agentplex.llm.pricing import PriceTable
@@ -58,6 +61,8 @@ class NodeBodies:
         self.caching = options.cache and cache_enabled()
         self._cache_box: list[ResultCache | None] = [None]
         """Opened on first use; a list so a batch's item views share it."""
+        self.tools: Mapping[str, Callable[[str], Any]] = {}
+        """Tools agents may name (a planned run's registry): ``tool(task) -> text``."""
         self.models: dict[str, ModelRef] = {}
         """Parsed model of each agent (and agent-bodied map) node."""
         self.where: dict[str, str] = {}
@@ -192,6 +197,14 @@ class NodeBodies:
             await self.result_cache().aput(key, output)
         return output, (sum(usage_box, Usage()) if usage_box else None)
 
+    async def _tool(self, name: str, node: AgentNode) -> Any:
+        tool = self.tools.get(name)
+        if tool is None:
+            raise ConfigError(f"node {node.id!r} names unknown tool {name!r}. Fix: register it.")
+        if inspect.iscoroutinefunction(tool):
+            return await tool(node.task)
+        return await asyncio.to_thread(tool, node.task)
+
     def result_cache(self) -> ResultCache:
         """The run's result cache, opened on first use (shared by a batch's items)."""
         cache = self._cache_box[0]
@@ -236,12 +249,17 @@ class NodeBodies:
         on_text: Callable[[str], None] | None,
     ) -> tuple[str, Usage]:
         ref = self.models[node_id]
+        labels: Mapping[str, str] = self.labels
+        if node.tools:  # called side by side; one failing cancels the others
+            results = await fan_out([self._tool(name, node) for name in node.tools])
+            deps = {**deps, **{f"tool {n}": r for n, r in zip(node.tools, results, strict=True)}}
+            labels = {**labels, **{f"tool {n}": "tool" for n in node.tools}}
         request = build_request(
             node,
             self.wf.roles[node.role],
             model=ref.model,
             deps=deps,
-            labels=self.labels,
+            labels=labels,
             inputs=self.inputs,
             extra=extra,
             exclude=exclude,

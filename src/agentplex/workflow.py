@@ -81,6 +81,9 @@ class AgentNode(Node):
     """Pin the ``sim`` provider's latency for this node (ignored by real providers)."""
     literal_task: bool = False
     """Treat ``task`` as plain text, not a template (meta-agent plans)."""
+    tools: tuple[str, ...] = ()
+    """Registered tools called (side by side, with the task) before the model; their
+    results join the prompt. Set by planned runs (``ask(tools=...)``)."""
 
     @property
     def kind(self) -> str:

@@ -29,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from agentplex.planning.prompts import DELEGATE, FORMAT, QUESTION, REPAIR, REVIEW
+from agentplex.planning.prompts import DELEGATE, FORMAT, QUESTION, REPAIR, REVIEW, TOOLS
 
 FAULTS = (
     "bad-json",
@@ -196,6 +196,11 @@ def _plan(model: str, user: str) -> str:
     question = _section(user, QUESTION)
     budget = _budget(user)
     agents = plan_agents(question, budget)
+    tools = [line[2:].strip() for line in _section(user, TOOLS).splitlines() if line[:2] == "- "]
+    if tools:  # researchers look things up with the first tool offered
+        for agent in agents:
+            if agent["role"] == "researcher":
+                agent["tools"] = tools[:1]
     fault = model.removeprefix("plan-") if model.startswith("plan-") else ""
     always = fault.startswith("always-")
     fault = fault.removeprefix("always-")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,7 @@ async def aask(
     review: int = 0,
     stream: bool = True,
     roles: Iterable[Role] = (),
+    tools: Mapping[str, Callable[[str], Any]] | None = None,
     observers: Iterable[ev.Observer] = (),
     dry: bool = False,
     **options: Any,
@@ -90,7 +91,11 @@ async def aask(
     coordinator, and ``fallback`` runs the valid agents of a still-unusable
     plan in declared order instead of failing. ``review`` lets the coordinator
     send at most that many results back for one revision. ``stream`` starts
-    planned agents while the plan is still being written. ``dry`` plans only.
+    planned agents while the plan is still being written. ``tools`` are what
+    planned agents may name in ``"tools"``: each is called with the agent's task
+    (side by side, before the model) and its result joins the prompt; a plan
+    naming any other tool is refused. ``roles`` add to the built-in roles.
+    ``dry`` plans only.
     Other keywords are run options (``model``, ``max_concurrency``, ``store``...).
 
     Raises:
@@ -116,7 +121,7 @@ async def aask(
             "Fix: use --strategy dataflow (the default) or sequential."
         )
     role_list = list(roles)
-    planner = Planner(question, settings, RoleLibrary(role_list), dry=dry)
+    planner = Planner(question, settings, RoleLibrary(role_list), tools=tools, dry=dry)
     wf = Workflow("plan" if dry else "ask", description=question[:200], roles=role_list)
     wf.function(question_node(planner), id=COORDINATOR)
     compiled = wf.compile()

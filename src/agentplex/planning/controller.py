@@ -100,9 +100,16 @@ class Planner:
     """Plans inside a run and grows it; see the module docstring."""
 
     def __init__(
-        self, question: str, settings: PlanSettings, roles: RoleLibrary, *, dry: bool = False
+        self,
+        question: str,
+        settings: PlanSettings,
+        roles: RoleLibrary,
+        *,
+        tools: Mapping[str, Callable[[str], Any]] | None = None,
+        dry: bool = False,
     ) -> None:
         self.question = question
+        self.tools = dict(tools or {})
         self.dry = dry
         """Plan only (``agentplex plan``): nothing is added to the run."""
         self.settings = settings
@@ -133,6 +140,7 @@ class Planner:
         self.run = run
         run.gate = self.gate
         run.finisher = self.finish
+        run.bodies.tools = self.tools
         run.observers.append(self)
 
     def __call__(self, event: ev.Event) -> None:
@@ -166,7 +174,7 @@ class Planner:
             prompt = prompts.plan_prompt(
                 self.question,
                 self.offered,
-                (),
+                sorted(self.tools),
                 max_agents=settings.max_agents,
                 can_delegate=settings.max_depth > 0,
                 repair=repair,
@@ -183,7 +191,7 @@ class Planner:
                 attempt.errors.append(str(exc))
                 data = None
             else:
-                checked = check_plan(data, self.roles, max_agents=settings.max_agents)
+                checked = check_plan(data, self.roles, self.tools, max_agents=settings.max_agents)
                 attempt.errors.extend(checked.errors)
                 if checked.ok:
                     self.accept(checked, data)
@@ -191,7 +199,9 @@ class Planner:
             repair = prompts.repair_section(attempt.errors, text, sorted(self.top))
             self.top = {}  # the next plan's indices are its own; running nodes match by content
         if settings.fallback and data is not None:
-            checked = check_plan(data, self.roles, max_agents=settings.max_agents, fallback=True)
+            checked = check_plan(
+                data, self.roles, self.tools, max_agents=settings.max_agents, fallback=True
+            )
             if checked.ok:
                 self.accept(checked, data)
                 return self.record()
@@ -207,7 +217,7 @@ class Planner:
         """A streamed agent: start it now if it is valid and its dependencies are planned."""
         if index >= self.settings.max_agents or self.planned >= self.settings.max_agents:
             return  # over budget: the whole plan will say so (or will free the budget)
-        agent, errors = check_agent(index, entry, None, self.roles, (), [])
+        agent, errors = check_agent(index, entry, None, self.roles, self.tools, [])
         if agent is None or errors:
             return  # the whole plan will report it
         if any(dep not in self.top for dep in agent.depends_on):
@@ -251,6 +261,7 @@ class Planner:
                     "role": a.role,
                     "task": a.task,
                     "depends_on": list(a.depends_on),
+                    **({"tools": list(a.tools)} if a.tools else {}),
                     "node": self.top[a.index],
                     **({"delegate": True} if a.delegate else {}),
                 }
@@ -297,7 +308,14 @@ class Planner:
                     f"{node_id} asked to delegate, but max_depth={self.settings.max_depth} "
                     "is reached: it answers directly. Fix: raise --max-depth."
                 )
-        node = AgentNode(id=node_id, role=agent.role, task=task, depends_on=deps, literal_task=True)
+        node = AgentNode(
+            id=node_id,
+            role=agent.role,
+            task=task,
+            depends_on=deps,
+            literal_task=True,
+            tools=agent.tools,
+        )
         self.planned += 1
         ids[agent.index] = node_id
         self.by_content[key] = node_id
@@ -335,9 +353,10 @@ class Planner:
         except PlanParseError:
             return answer  # it answered directly
         remaining = self.settings.max_agents - self.planned
-        checked = check_plan(data, self.roles, max_agents=max(remaining, 0))
+        checked = check_plan(data, self.roles, self.tools, max_agents=max(remaining, 0))
         if not checked.ok:
-            bound = "" if remaining > 0 else " Fix: raise --max-agents."
+            over = remaining <= 0 or any("are allowed" in e for e in checked.errors)
+            bound = f" Fix: raise --max-agents (now {self.settings.max_agents})." if over else ""
             raise BudgetExceededError(
                 f"{node_id}'s sub-plan was refused: " + " ".join(checked.errors) + bound
             )
