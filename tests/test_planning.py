@@ -177,6 +177,8 @@ def test_streaming_against_the_simulator_server(server: SimServer) -> None:
     kinds = [type(e).__name__ for e in seen if getattr(e, "node_id", None) == "researcher_0"]
     assert kinds[:3] == ["NodePlanned", "NodeReady", "NodeStarted"]
     assert server.stats()["by_status"]["200"] == 7  # the coordinator and six agents
+    assert result.planning["json_mode"]  # an OpenAI-compatible endpoint: response_format json
+    assert not ask(COMPARE, sim_scale=0).planning["json_mode"]
 
 
 # -- repair and fallback --------------------------------------------------------------------
@@ -367,3 +369,21 @@ def test_cli_plan_save_then_run_and_ask_json(tmp_path: Path) -> None:
     bad = cli("ask", COMPARE, "--max-agents", "0")
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
+
+
+def test_a_planned_run_is_recorded_and_resume_explains_itself(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    result = ask(COMPARE, sim_scale=0, store=path)
+    from agentplex.store import open_store
+
+    store = open_store(path)
+    try:
+        nodes = store.get_nodes(result.run.run_id)
+        assert set(nodes) == set(result.run.nodes)  # every planned node is in the store
+        assert store.get_run(result.run.run_id).total_nodes == 7
+        events = [e["kind"] for e in store.get_events(result.run.run_id)]
+        assert events.count("NodePlanned") == 6
+    finally:
+        store.close()
+    with pytest.raises(ap.ConfigError, match="planned run"):
+        ap.resume(result.run.run_id, store=path)

@@ -74,6 +74,10 @@ def plan(
     total_timeout: TotalTimeoutOpt = None,
     prices: PricesOpt = None,
     json_out: JsonOutOpt = False,
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="Write plan.json and the planning record (plan_record.json)."),
+    ] = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Ask the coordinator for a plan and show it, with its layers; nothing runs."""
@@ -121,9 +125,13 @@ def plan(
             Console(highlight=False, stderr=True).print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_FAILED)
     saved = _plan_file(result.plan)
-    if save is not None:
-        save.parent.mkdir(parents=True, exist_ok=True)
-        save.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
+    for path in (save, out / "plan.json" if out is not None else None):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if out is not None:
+        (out / "plan_record.json").write_text(result.to_json() + "\n", encoding="utf-8")
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
         return

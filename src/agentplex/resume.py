@@ -89,6 +89,14 @@ def _reload(
 
     record = store.get_run(run_id)
     if workflow is None:
+        nodes = store.get_nodes(run_id)
+        if not record.source and "coordinator" in nodes and record.workflow in ("ask", "plan"):
+            raise ConfigError(
+                f"run {run_id!r} is a planned run ('agentplex ask'), and planned runs cannot be "
+                "resumed yet: the plan lives in the run, not in a file. Fix: ask again (with a "
+                "real provider the result cache answers the finished agents for free), or run "
+                "the stored plan: 'agentplex plan ... --save plan.json' then 'agentplex run'."
+            )
         if not record.source:
             raise ConfigError(
                 f"run {run_id!r} was built in Python, so its workflow cannot be reloaded. "

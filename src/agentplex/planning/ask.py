@@ -143,6 +143,7 @@ async def aask(
             "attempts_made": len(planner.attempts),
             "agents_planned": planner.planned,
             "streamed": settings.stream,
+            "json_mode": bool(planner.json_mode),
             "first_node_s": planner.first_dispatch,
             "coordinator_s": result.nodes[COORDINATOR].duration_s,
             "max_agents": max_agents,

@@ -22,10 +22,11 @@ Bounds, reported when hit, never silently truncated:
 - ``max_tokens`` is checked before every node starts: once the run has used
   it, no further node starts (it fails with :class:`BudgetExceededError`).
 
-With ``review`` N > 0 a ``review`` node (the coordinator again) reads every
-top-level result once the plan is done and may send at most N back; each is
-revised once (``<agent>_revised``, with the critique) and replaces the
-original in the final answer.
+With ``review`` N > 0 a ``review`` node (the coordinator again) reads the
+plan's final results (the agents nothing depends on, which make the answer)
+once they are done and may send at most N back; each is revised once
+(``<agent>_revised``, with the critique and its first answer as context) and
+replaces the original in the answer.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class Planner:
         self.waiters: dict[str, asyncio.Future[str]] = {}
         self.revised: dict[str, str] = {}
         self.review_node: str | None = None
+        self.json_mode: dict[str, Any] = {}
         self.first_dispatch: float | None = None
         """Seconds into the run when the first planned node was added (for benchmarks)."""
 
@@ -142,6 +144,23 @@ class Planner:
         run.finisher = self.finish
         run.bodies.tools = self.tools
         run.observers.append(self)
+        self.json_mode = self._json_mode(run)
+
+    @staticmethod
+    def _json_mode(run: _Run) -> dict[str, Any]:
+        """The provider's JSON mode for plans and reviews, where it has one.
+
+        OpenAI-compatible endpoints (OpenAI, vLLM, Ollama, llama.cpp, LM Studio)
+        take ``response_format: json_object``; Anthropic has no such mode, so
+        there the prompt's "JSON only" and a tolerant parser do the work.
+        """
+        from agentplex.exceptions import ConfigError
+
+        try:
+            kind = run.bodies.providers.resolve(run.bodies.default_model.provider).kind
+        except ConfigError:
+            return {}  # reported by the run's preflight
+        return {"response_format": {"type": "json_object"}} if kind in ("openai", "ollama") else {}
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.NodeFinished | ev.NodeFailed | ev.NodeSkipped | ev.NodeCancelled):
@@ -179,7 +198,9 @@ class Planner:
                 can_delegate=settings.max_depth > 0,
                 repair=repair,
             )
-            text = await ctx.ask(COORDINATOR, prompt, on_text=on_text if lines else None)
+            text = await ctx.ask(
+                COORDINATOR, prompt, on_text=on_text if lines else None, **self.json_mode
+            )
             if lines is not None:
                 for index, entry in lines.close():
                     self.offer(index, entry, held)
@@ -391,12 +412,14 @@ class Planner:
     def add_review(self) -> None:
         run = self.run
         assert run is not None
+        final = _sinks(self.top_nodes, run.wf.deps)  # the results the answer is made of
         node = AgentNode(
             id=REVIEW,
             role=COORDINATOR,
             task=prompts.review_prompt(self.question, self.settings.review),
-            depends_on=tuple(self.top_nodes),
+            depends_on=tuple(final),
             literal_task=True,
+            options=self.json_mode,
         )
         self.review_node = REVIEW
         run.add_node(node)
@@ -414,8 +437,10 @@ class Planner:
         asked: list[Any] = raw if isinstance(raw, list) else []
         for item in asked[: self.settings.review]:
             target = item.get("agent") if isinstance(item, Mapping) else None
-            if target not in self.top_nodes or target in self.revised:
-                self.warnings.append(f"the review asked to revise {target!r}, not a plan agent.")
+            if target not in run.wf.deps[REVIEW] or target in self.revised:
+                self.warnings.append(
+                    f"the review asked to revise {target!r}, not one of the final results."
+                )
                 continue
             original = run.nodes[target]
             assert isinstance(original, AgentNode)

@@ -94,7 +94,7 @@ def delegation_note(roles: Sequence[Role], remaining: int) -> str:
 def review_prompt(question: str, revisions: int) -> str:
     """The manager's review of the finished plan's outputs (given as context sections)."""
     return (
-        f"{QUESTION}\n{question.strip()}\n\nThe agents' results are below. Send at most "
+        f"{QUESTION}\n{question.strip()}\n\nThe plan's final results are below. Send at most "
         f"{revisions} of them back for one revision each, only if they are weak.\n\n"
         f"{REVIEW}\nAnswer with JSON only: "
         '{"revise": [{"agent": "<agent id>", "critique": "<what to fix>"}]} '
