@@ -177,6 +177,7 @@ class Planner:
         settings = self.settings
         repair: str | None = None
         data: Any = None
+        self.top = {}  # a retried coordinator starts a new answer; running agents match by content
         for _ in range(settings.attempts):
             lines = AgentLines() if settings.stream else None
             held: dict[int, dict[str, Any]] = {}
