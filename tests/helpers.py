@@ -18,3 +18,10 @@ def burn(n: int = 20_000) -> int:
 
 def fails() -> None:
     raise ValueError("raised in a worker")
+
+
+def sleep_then_pid(seconds: float, x: int = 0) -> tuple[int, int]:
+    import time
+
+    time.sleep(seconds)
+    return os.getpid(), x

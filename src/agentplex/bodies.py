@@ -75,7 +75,10 @@ class NodeBodies:
                 self.models[node_id] = self._parse(node_id, body.model or options.model)
                 self.labels[node_id] = compiled.roles[body.role].name
             elif isinstance(body, FunctionNode):
-                self.where[node_id] = body.resolved_executor()
+                where: str = body.resolved_executor()
+                if where == "process" and body.executor == "auto":
+                    where = options.cpu_executor()  # --executor dask, --dask ADDRESS
+                self.where[node_id] = where
                 self.labels[node_id] = node.kind
 
     def add_agent(self, node: AgentNode) -> None:
@@ -137,6 +140,12 @@ class NodeBodies:
         else:
             for name in names:
                 self.providers.resolve(name)
+        if "dask" in self.where.values():  # an unreachable scheduler fails here, not mid-run
+            from agentplex.executors.dask import DaskExecutor
+
+            executor = self._executor("dask")
+            assert isinstance(executor, DaskExecutor)
+            await executor.check()
 
     def cost(self, node_id: str, usage: Usage | None) -> float | None:
         """Return what ``usage`` of ``node_id``'s model cost in dollars, or None if unknown."""
@@ -313,7 +322,7 @@ class NodeBodies:
     def _executor(self, name: str) -> Executor:
         executor = self.executors.get(name)
         if executor is None:
-            executor = self.executors[name] = create_executor(name)
+            executor = self.executors[name] = create_executor(name, dask=self.options.dask)
         return executor
 
     async def aclose(self) -> None:

@@ -17,8 +17,10 @@ import typer
 from agentplex.cli_options import (
     ApiKeyOpt,
     BaseUrlOpt,
+    DaskOpt,
     ErrorPolicyChoice,
     ErrorPolicyOpt,
+    ExecutorOpt,
     ExportOpt,
     JsonOutOpt,
     MaxConcurrencyOpt,
@@ -188,6 +190,8 @@ def run(
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     no_cache: NoCacheOpt = False,
+    executor: ExecutorOpt = None,
+    dask: DaskOpt = None,
 ) -> None:
     """Run a workflow and print what ran in parallel, the outputs and the speedup."""
     import asyncio
@@ -237,6 +241,8 @@ def run(
             total_timeout=total_timeout,
             prices=prices,
             cache=not no_cache,
+            executor=executor,
+            dask=dask,
         )
         options["stream"] = live if stream is None else stream
         from agentplex.store import open_store

@@ -11,8 +11,10 @@ import typer
 from agentplex.cli_options import (
     ApiKeyOpt,
     BaseUrlOpt,
+    DaskOpt,
     ErrorPolicyChoice,
     ErrorPolicyOpt,
+    ExecutorOpt,
     ExportOpt,
     JsonOutOpt,
     MaxConcurrencyOpt,
@@ -82,6 +84,8 @@ def batch(
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     no_cache: NoCacheOpt = False,
+    executor: ExecutorOpt = None,
+    dask: DaskOpt = None,
 ) -> None:
     """Run a workflow once per input, every item under one set of limits."""
     import asyncio
@@ -127,6 +131,8 @@ def batch(
             total_timeout=total_timeout,
             prices=prices,
             cache=not no_cache,
+            executor=executor,
+            dask=dask,
         )
         from agentplex.store import open_store
 

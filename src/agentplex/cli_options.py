@@ -124,6 +124,8 @@ def engine_options(
     total_timeout: float | None,
     prices: Path | None,
     cache: bool = True,
+    executor: str | None = None,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Turn the shared flags into :class:`~agentplex.options.RunOptions` keywords.
 
@@ -146,6 +148,8 @@ def engine_options(
         "max_inflight": max_inflight,
         "total_timeout_s": total_timeout,
         "cache": cache,
+        "executor": executor,
+        "dask": dask,
     }
     if prices is not None:
         from agentplex.llm.pricing import load_prices
@@ -177,4 +181,20 @@ NoStoreOpt = Annotated[
 NoCacheOpt = Annotated[
     bool,
     typer.Option("--no-cache", help="Call every model again instead of reusing cached answers."),
+]
+ExecutorOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--executor",
+        help="Where cpu_bound steps run: process (default), dask (a local cluster, or --dask), "
+        "thread or inline.",
+    ),
+]
+DaskOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--dask",
+        help="Dask scheduler address (tcp://host:8786) for cpu_bound steps "
+        "[default: $AGENTPLEX_DASK].",
+    ),
 ]

@@ -162,8 +162,8 @@ _DEPS: _Check = (
     "a list of node ids",
 )
 _EXECUTOR: _Check = (
-    lambda v: v in ("auto", "inline", "thread", "process"),
-    "one of auto, inline, thread, process",
+    lambda v: v in ("auto", "inline", "thread", "process", "dask"),
+    "one of auto, inline, thread, process, dask",
 )
 
 COMMON_FIELDS: dict[str, _Check] = {

@@ -62,6 +62,11 @@ class RunOptions:
     """Check every provider's key and endpoint before the first node starts."""
     cache: bool = True
     """Reuse cached LLM answers (and results of functions that opt in); see :mod:`agentplex.cache`."""
+    executor: str | None = None
+    """Where ``cpu_bound`` steps run (``process`` by default; ``dask`` for a Dask cluster)."""
+    dask: str | None = None
+    """Dask scheduler address (``tcp://host:8786``); None starts a local cluster when needed.
+    Giving one sends ``cpu_bound`` steps to Dask unless ``executor`` says otherwise."""
 
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):  # never keep a key as a plain string
@@ -99,3 +104,11 @@ class RunOptions:
         if not isinstance(self.model, str) or ":" not in self.model:
             parse_model(self.model)  # raises with the fix; names are checked per run
         self.resolved_strategy()
+        if self.executor not in (None, "inline", "thread", "process", "dask"):
+            raise ConfigError(
+                f"unknown executor {self.executor!r}; choose inline, thread, process or dask."
+            )
+
+    def cpu_executor(self) -> str:
+        """Where ``cpu_bound`` steps (executor ``auto``) run in this run."""
+        return self.executor or ("dask" if self.dask else "process")

@@ -181,7 +181,7 @@ class _Checker:
                 owner,
             )
             return node, None
-        if node.resolved_executor() == "process":
+        if node.resolved_executor() in ("process", "dask"):
             qualname = getattr(fn, "__qualname__", "")
             if "<locals>" in qualname or "<lambda>" in qualname:
                 self.error(
@@ -195,7 +195,7 @@ class _Checker:
                 )
         inputs = list(self.wf.inputs) if self.wf.inputs is not None else None
         binding = plan_binding(fn, deps, inputs=inputs, extra=extra)
-        if binding.needs_ctx and node.resolved_executor() == "process":
+        if binding.needs_ctx and node.resolved_executor() in ("process", "dask"):
             self.error(
                 SchemaError(
                     "takes 'ctx', which cannot be sent to a process pool.",

@@ -23,7 +23,7 @@ from agentplex.llm.config import ProviderConfig
 from agentplex.llm.pricing import Price
 from agentplex.roles import Role, RoleLibrary, normalize_role
 
-ExecutorName = Literal["auto", "inline", "thread", "process"]
+ExecutorName = Literal["auto", "inline", "thread", "process", "dask"]
 OnCycle = Literal["error", "declared_order"]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,7 +104,8 @@ class FunctionNode(Node):
     target: str | None = None
     """``module:function`` as written in a workflow file."""
     executor: ExecutorName = "auto"
-    """``auto``: async functions inline, sync ones in threads, ``cpu_bound`` ones in processes."""
+    """``auto``: async functions inline, sync ones in threads, ``cpu_bound`` ones in processes
+    (or on Dask when the run says ``executor="dask"``); ``dask``: always on the Dask cluster."""
     cpu_bound: bool = False
 
     @property
@@ -118,7 +119,7 @@ class FunctionNode(Node):
             return self.target
         return getattr(self.fn, "__qualname__", repr(self.fn))
 
-    def resolved_executor(self) -> Literal["inline", "thread", "process"]:
+    def resolved_executor(self) -> Literal["inline", "thread", "process", "dask"]:
         """Return where this function runs."""
         if self.executor != "auto":
             return self.executor

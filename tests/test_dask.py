@@ -1,0 +1,172 @@
+"""The Dask executor on a real cluster: a scheduler and two worker processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentplex as ap
+from agentplex.executors.dask import DaskExecutor
+from tests.helpers import burn, pid_and_square, sleep_then_pid
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=40,
+    ) as local:
+        yield local
+
+
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+def square(item: int) -> tuple[int, int]:
+    return pid_and_square(item)
+
+
+def total(squares: list[tuple[int, int]]) -> int:
+    return sum(s for _pid, s in squares)
+
+
+def ap_flow_with_n(n: int) -> ap.Workflow:
+    wf = ap.Workflow("cpu", inputs=["n"])
+    wf.function(items, id="items", executor="inline")
+    wf.map("items", fn=square, id="squares", cpu_bound=True)
+    wf.function(burn, id="burn", cpu_bound=True, depends_on=["items"])
+    wf.function(total, id="total", depends_on=["squares"], executor="inline")
+    return wf
+
+
+def test_a_workflow_runs_on_the_cluster_with_the_outputs_of_a_local_run(cluster: Any) -> None:
+    local = ap.run(ap_flow_with_n(6), inputs={"n": 6})
+    remote = ap.run(ap_flow_with_n(6), inputs={"n": 6}, dask=cluster.scheduler_address)
+    assert local.ok
+    assert remote.ok
+    assert [s for _p, s in remote.outputs["squares"]] == [s for _p, s in local.outputs["squares"]]
+    assert remote.outputs["total"] == local.outputs["total"] == sum(i * i for i in range(6))
+    assert remote.outputs["burn"] == local.outputs["burn"]
+    with distributed.Client(cluster) as client:
+        workers = set(client.run(os.getpid).values())
+    assert {pid for pid, _s in remote.outputs["squares"]} <= workers  # ran on the workers
+    assert os.getpid() not in workers
+
+
+def test_an_unreachable_scheduler_fails_before_the_run_starts() -> None:
+    started: list[Any] = []
+    with pytest.raises(
+        ap.ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"
+    ):
+        ap.run(
+            ap_flow_with_n(2),
+            inputs={"n": 2},
+            dask="tcp://127.0.0.1:9",
+            observers=[started.append],
+        )
+    assert started == []
+
+
+def test_cancelling_a_node_cancels_its_task_on_the_cluster(cluster: Any) -> None:
+    async def main() -> None:
+        executor = DaskExecutor(address=cluster.scheduler_address)
+        tasks = [asyncio.create_task(executor.submit(sleep_then_pid, 3.0)) for _ in range(4)]
+        await asyncio.sleep(0.8)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client = await executor.client()
+        deadline = time.monotonic() + 5
+        left = -1
+        while time.monotonic() < deadline:
+            left = await client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            if left == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert left == 0  # queued tasks never ran; running ones were released
+        await executor.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_worker_killed_mid_run_loses_nothing(cluster: Any) -> None:
+    """Dask reschedules a dead worker's tasks (at most allowed-failures times)."""
+    wf = ap.Workflow("sleepy", inputs=["n"])
+    wf.function(items, id="items", executor="inline")
+    wf.map("items", fn=slow_item, id="slow", cpu_bound=True)
+    client = distributed.Client(cluster)
+
+    def kill_a_worker() -> None:
+        time.sleep(0.7)
+        pids = client.run(os.getpid)
+        os.kill(next(iter(pids.values())), 9)
+
+    import threading
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    result = ap.run(wf, inputs={"n": 6}, dask=cluster.scheduler_address)
+    killer.join()
+    assert result.ok, result.nodes["slow"].error
+    assert [x for _pid, x in result.outputs["slow"]] == list(range(6))  # none lost, none twice
+    client.wait_for_workers(2, timeout=30)  # the nanny restarts the dead worker
+    client.close()
+
+
+def slow_item(item: int) -> tuple[int, int]:
+    return sleep_then_pid(0.5, item)
+
+
+def test_cli_executor_dask_starts_a_local_cluster(examples: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentplex",
+            "run",
+            str(examples / "executive_delegation.yaml"),
+            "--executor",
+            "dask",
+            "--json",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    unreachable = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentplex",
+            "run",
+            str(examples / "executive_delegation.yaml"),
+            "--dask",
+            "tcp://127.0.0.1:9",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
+    )
+    assert unreachable.returncode == 2
+    assert "cannot reach the Dask scheduler" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
