@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -67,6 +68,9 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._starting: asyncio.Lock | None = None
+        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._completed: Any = None
+        self._consumer: asyncio.Task[None] | None = None
 
     async def client(self) -> Any:
         """The connected client, connecting (or starting a local cluster) on first use.
@@ -87,16 +91,13 @@ class DaskExecutor(Executor):
     async def _connect(self) -> Any:
         distributed = import_distributed()
         if self.address is None:
+            import dask
+
             workers = self.max_workers or os.cpu_count() or 2
-            self._cluster = await distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-                asynchronous=True,
-            )
+            # Hand workers their tasks at once rather than one per round trip: the local
+            # scheduler shares the machine with busy workers, so each trip is slow.
+            with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
+                self._cluster = await self._local(distributed, workers)
             return await distributed.Client(self._cluster, asynchronous=True)
         try:
             return await asyncio.wait_for(
@@ -110,6 +111,18 @@ class DaskExecutor(Executor):
                 "out to run a local cluster."
             ) from None
 
+    @staticmethod
+    async def _local(distributed: Any, workers: int) -> Any:
+        return await distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # loopback only
+            silence_logs=logging.ERROR,
+            asynchronous=True,
+        )
+
     async def check(self) -> None:
         """Connect now, so an unreachable scheduler fails before the run starts."""
         await self.client()
@@ -122,23 +135,50 @@ class DaskExecutor(Executor):
     ) -> Any:
         client = await self.client()
         future = client.submit(_run, fn, args, kwargs, pure=False)
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[future.key] = waiter
+        if self._completed is None:
+            distributed = import_distributed()
+            self._completed = distributed.as_completed(with_results=True, raise_errors=False)
+        self._completed.add(future)
+        if self._consumer is None or self._consumer.done():
+            self._consumer = asyncio.create_task(self._consume())
         try:
-            return await future
+            return await waiter
         except asyncio.CancelledError:
+            self._waiters.pop(future.key, None)
             await asyncio.shield(future.cancel())  # stop the task on the cluster too
             raise
 
+    async def _consume(self) -> None:
+        """Hand each finished task's result to its caller; results are fetched in batches.
+
+        (Awaiting each Dask future alone costs a round trip per result, which on a
+        busy machine is most of a short task's overhead.)
+        """
+        completed = self._completed
+        assert completed is not None
+        while True:
+            async for future, result in completed:
+                waiter = self._waiters.pop(future.key, None)
+                if waiter is None or waiter.done():
+                    continue  # cancelled by its caller
+                if future.status == "error" and isinstance(result, tuple):
+                    _kind, exc, tb = result
+                    waiter.set_exception(exc.with_traceback(tb))
+                else:
+                    waiter.set_result(result)
+            if completed.is_empty():  # nothing can be added between this check and the end
+                return
+
     async def aclose(self) -> None:
         await super().aclose()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
         client, cluster = self._client, self._cluster
-        self._client = self._cluster = None
+        self._client = self._cluster = self._completed = self._consumer = None
         if client is not None:
             await client.close()
         if cluster is not None:
             await cluster.close()
-
-    def workers(self) -> int:
-        """How many workers the cluster has now (0 before the first call)."""
-        if self._client is None:
-            return 0
-        return len(self._client.scheduler_info(n_workers=-1).get("workers", {}))
