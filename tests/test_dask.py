@@ -9,13 +9,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import agentplex as ap
 from agentplex.executors.dask import DaskExecutor
 from tests.helpers import burn, pid_and_square, sleep_then_pid
+
+if TYPE_CHECKING:
+    from agentplex.server import SimServer
 
 distributed = pytest.importorskip("distributed")
 
@@ -170,3 +173,89 @@ def test_cli_executor_dask_starts_a_local_cluster(examples: Path) -> None:
     assert unreachable.returncode == 2
     assert "cannot reach the Dask scheduler" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+# -- sharded batches ---------------------------------------------------------------------------
+
+
+def topics(n: int) -> list[dict[str, str]]:
+    return [{"topic": f"topic {i}"} for i in range(n)]
+
+
+def pipeline(examples: Path) -> ap.CompiledWorkflow:
+    return ap.load_workflow(examples / "content_pipeline.yaml").compile()
+
+
+def test_a_sharded_batch_matches_a_local_one_and_resumes_from_the_store(
+    cluster: Any, server: SimServer, examples: Path, tmp_path: Path
+) -> None:
+    wf = pipeline(examples)
+    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    local = ap.run_batch(wf, topics(12), **kw)
+    store = tmp_path / "runs.sqlite"
+    sharded = ap.run_batch(
+        wf, topics(12), shard=True, dask=cluster.scheduler_address, store=store, **kw
+    )
+    assert local.ok
+    assert sharded.ok
+    assert list(sharded) == list(local)  # every item once, in input order
+    assert all(sharded[k].run.outputs == local[k].run.outputs for k in local)  # type: ignore[union-attr]
+    first = next(iter(local))
+    assert sharded[first].run.run_id == f"{sharded.batch_id}.0"  # type: ignore[union-attr]
+    calls = server.stats()["by_status"]["200"]
+    assert calls == 2 * 12 * 4
+    resumed = ap.resume(sharded.batch_id, store=store, base_url=server.url, api_key="k")
+    assert resumed.ok
+    assert server.stats()["by_status"]["200"] == calls  # the driver recorded every item
+
+
+def test_the_rate_limit_holds_across_workers(
+    cluster: Any, server: SimServer, examples: Path
+) -> None:
+    """Two workers share rpm=600: together they stay within what the server allows."""
+    server.configure(rpm=600)  # 10 a second, enforced with 429s
+    t0 = time.perf_counter()
+    result = ap.run_batch(
+        pipeline(examples),
+        topics(10),
+        shard=True,
+        dask=cluster.scheduler_address,
+        model="openai:sim",
+        base_url=server.url,
+        api_key="k",
+        rpm=600,
+        cache=False,
+    )
+    took = time.perf_counter() - t0
+    assert result.ok
+    counts = server.stats()["by_status"]
+    assert counts["200"] == 40
+    assert counts.get("429", 0) <= 2  # phase noise between the two paced workers at most
+    assert took >= (40 - 10) / 10 * 0.9  # paced: no faster than the limit allows
+
+
+def test_a_worker_killed_mid_sharded_batch_loses_and_duplicates_nothing(
+    cluster: Any, server: SimServer, examples: Path
+) -> None:
+    server.configure(latency_s=0.15, scale=1.0)
+    client = distributed.Client(cluster)
+
+    def kill_a_worker() -> None:
+        time.sleep(1.0)
+        os.kill(next(iter(client.run(os.getpid).values())), 9)
+
+    import threading
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    wf = pipeline(examples)
+    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    sharded = ap.run_batch(wf, topics(16), shard=True, dask=cluster.scheduler_address, **kw)
+    killer.join()
+    assert sharded.ok
+    assert len(sharded) == 16
+    server.configure(latency_s=0.0)
+    local = ap.run_batch(wf, topics(16), **kw)
+    assert all(sharded[k].run.outputs == local[k].run.outputs for k in local)  # type: ignore[union-attr]
+    client.wait_for_workers(2, timeout=30)
+    client.close()

@@ -150,18 +150,9 @@ class _Batch:
                 self.batch_id, 0.0, self.wf.name, len(self.items), self.options.max_concurrency
             )
         )
-        order = sorted(range(len(runnable)), key=lambda i: (-runnable[i].priority, i))
         status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
         try:
-            gate = asyncio.Semaphore(self.max_open)
-            async with asyncio.TaskGroup() as group:
-                for arrival, index in enumerate(order):
-                    item = runnable[index]
-                    if item.error is not None:
-                        self.invalid(item, item.error)
-                        continue
-                    await gate.acquire()
-                    group.create_task(self.run_item(item, arrival, index, gate))
+            await self.run_items(runnable)
         except BaseException:
             status = "cancelled"
             raise
@@ -181,6 +172,19 @@ class _Batch:
                     await self.store.sync()
             self.emit(ev.BatchFinished(self.batch_id, result.wall_s, result))
         return result
+
+    async def run_items(self, runnable: list[BatchItem]) -> None:
+        """Run every item here, at most ``max_open`` at once, by priority then arrival."""
+        order = sorted(range(len(runnable)), key=lambda i: (-runnable[i].priority, i))
+        gate = asyncio.Semaphore(self.max_open)
+        async with asyncio.TaskGroup() as group:
+            for arrival, index in enumerate(order):
+                item = runnable[index]
+                if item.error is not None:
+                    self.invalid(item, item.error)
+                    continue
+                await gate.acquire()
+                group.create_task(self.run_item(item, arrival, index, gate))
 
     def begin_record(self) -> None:
         """Record the batch itself (its items, to resume from) as a run of kind ``batch``."""
@@ -305,6 +309,7 @@ async def arun_batch(
     store: RunStore | str | Path | bool | None = None,
     batch_id: str | None = None,
     resuming: bool = False,
+    shard: bool = False,
     **options: Any,
 ) -> BatchResult:
     """Run ``workflow`` once per input, all items sharing one set of limits.
@@ -319,7 +324,9 @@ async def arun_batch(
     written (for very large batches). ``store`` records the batch and every
     item's run (as for :func:`~agentplex.runner.arun`) so
     :func:`agentplex.resume` can finish it item by item; ``batch_id`` and
-    ``resuming`` are how resume re-enters a stored batch.
+    ``resuming`` are how resume re-enters a stored batch. ``shard=True`` spreads
+    the items over the workers of the Dask cluster at ``dask=`` (a local one
+    if none is given), limits split between them; see :mod:`agentplex.shard`.
 
     A failed item never stops the others; the result says which failed and
     why. Bad rows become ``invalid`` items naming their line.
@@ -343,7 +350,12 @@ async def arun_batch(
     opened = None
     if store is True or isinstance(store, str | Path):
         opened = open_store(None if store is True else store)
-    batch = _Batch(
+    cls = _Batch
+    if shard:
+        from agentplex.shard import ShardedBatch
+
+        cls = ShardedBatch
+    batch = cls(
         compiled,
         items,
         run_options,
@@ -356,6 +368,8 @@ async def arun_batch(
         batch_id=batch_id,
         resuming=resuming,
     )
+    if shard:
+        batch.address = run_options.dask  # type: ignore[attr-defined]
     try:
         return await batch.execute()
     finally:

@@ -86,6 +86,14 @@ def batch(
     no_cache: NoCacheOpt = False,
     executor: ExecutorOpt = None,
     dask: DaskOpt = None,
+    shard: Annotated[
+        bool,
+        typer.Option(
+            "--shard",
+            help="Spread the items over the Dask cluster's workers (--dask, or a local "
+            "cluster), limits split between them.",
+        ),
+    ] = False,
 ) -> None:
     """Run a workflow once per input, every item under one set of limits."""
     import asyncio
@@ -140,7 +148,13 @@ def batch(
         try:
             result = asyncio.run(
                 arun_batch(
-                    compiled, inputs, observers=observers, out=out, store=run_store, **options
+                    compiled,
+                    inputs,
+                    observers=observers,
+                    out=out,
+                    store=run_store,
+                    shard=shard,
+                    **options,
                 )
             )
         finally:

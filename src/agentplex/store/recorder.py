@@ -13,6 +13,7 @@ succeeded node whose content key (:mod:`agentplex.keys`) is unchanged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -25,8 +26,9 @@ from agentplex.store import RunRecord, RunStore, StoredNode
 
 if TYPE_CHECKING:
     from agentplex.options import RunOptions
-    from agentplex.result import NodeResult
+    from agentplex.result import NodeResult, RunResult
     from agentplex.runner import _Run
+    from agentplex.workflow import CompiledWorkflow
 
 _CHUNK = 512
 """Event rows buffered before they are queued for writing."""
@@ -36,8 +38,6 @@ _SECRET_OPTIONS = ("api_key", "providers", "prices")
 
 def stored_settings(options: RunOptions) -> dict[str, Any]:
     """The run options worth keeping to resume with: no keys, no provider objects."""
-    import dataclasses
-
     settings = {
         f.name: getattr(options, f.name)
         for f in dataclasses.fields(options)
@@ -183,3 +183,46 @@ class Recorder:
         self.rows.append((self.seq, round(event.t, 6), type(event).__name__, node_id, data))
         if len(self.rows) >= _CHUNK:
             self.flush_events()
+
+
+def record_finished(
+    store: RunStore,
+    run: RunResult,
+    compiled: CompiledWorkflow,
+    *,
+    model: str,
+    options: RunOptions,
+    batch_id: str | None = None,
+    item_key: str | None = None,
+) -> None:
+    """Write a run that ran elsewhere (a shard on a Dask worker) as a local run would be.
+
+    The same run record, node records and content keys, so resume treats it
+    as any other run. Queued; the caller's ``store.sync()`` makes it durable.
+    """
+    now = time.time()
+    source = str(Path(compiled.source).resolve()) if compiled.source else None
+    store.begin_run(
+        RunRecord(
+            run_id=run.run_id,
+            workflow=compiled.name,
+            status="running",
+            created=now - run.wall_s,
+            updated=now,
+            source=source,
+            inputs=dict(run.inputs),
+            settings=stored_settings(dataclasses.replace(options, model=model)),
+            total_nodes=len(run.nodes),
+            batch_id=batch_id,
+            item_key=item_key,
+        ),
+        claim=False,
+    )
+    keys = node_keys(compiled, run.inputs, model)
+    for node_id, node in run.nodes.items():
+        if node.status != "pending":
+            store.put_node(
+                run.run_id,
+                StoredNode(node_id, keys[node_id], node.status, node.output, node.to_dict()),
+            )
+    store.end_run(run.run_id, run.status, run.to_dict(nodes=False))
