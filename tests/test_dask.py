@@ -259,3 +259,22 @@ def test_a_worker_killed_mid_sharded_batch_loses_and_duplicates_nothing(
     assert all(sharded[k].run.outputs == local[k].run.outputs for k in local)  # type: ignore[union-attr]
     client.wait_for_workers(2, timeout=30)
     client.close()
+
+
+def test_calls_made_together_share_tasks_and_keep_their_own_outcomes(cluster: Any) -> None:
+    from tests.helpers import fails
+
+    async def main() -> None:
+        executor = DaskExecutor(address=cluster.scheduler_address)
+        await executor.check()  # connected: the eight calls below go out in one turn
+        calls = [executor.submit(pid_and_square, i) for i in range(7)] + [executor.submit(fails)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o[1] for o in outcomes[:7]] == [i * i for i in range(7)]  # type: ignore[index]
+        error = outcomes[7]
+        assert isinstance(error, ValueError)
+        assert "in fails" in str(error.__cause__)  # the worker's traceback
+        assert executor.statistics().failed == 1
+        assert len(executor._waiters) == 0  # every chunk was handed back
+        await executor.aclose()
+
+    asyncio.run(main())

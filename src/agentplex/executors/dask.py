@@ -57,6 +57,30 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+class RemoteTraceback(Exception):
+    """The worker's traceback of an exception raised in a batched call (its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _run_many(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list:  # type: ignore[type-arg]
+    """Several calls in one task: each call's result, or its exception with its traceback."""
+    import traceback
+
+    outcomes: list[tuple[Any, ...]] = []
+    for fn, args, kwargs in calls:
+        try:
+            outcomes.append(("ok", _run(fn, args, kwargs)))
+        except Exception as exc:
+            # __cause__ does not survive pickling: the text travels beside the exception
+            outcomes.append(("error", exc, "".join(traceback.format_exception(exc))))
+    return outcomes
+
+
 class DaskExecutor(Executor):
     """Runs calls as Dask tasks; see the module docstring."""
 
@@ -67,8 +91,15 @@ class DaskExecutor(Executor):
         self.address = dask_address(address)
         self._client: Any = None
         self._cluster: Any = None
-        self._starting: asyncio.Lock | None = None
-        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._starting: asyncio.Future[Any] | None = None
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self._futures: dict[str, Any] = {}
+        self._single: set[str] = set()
+        """Tasks of one call (``_run``): their result is the call's own."""
+        self._chunk_of: dict[asyncio.Future[Any], str] = {}
+        self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Any]] = []
+        self._flush_scheduled = False
+        self._workers = 1
         self._completed: Any = None
         self._consumer: asyncio.Task[None] | None = None
 
@@ -81,12 +112,16 @@ class DaskExecutor(Executor):
         """
         if self._client is not None:
             return self._client
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if self._client is None:
-                self._client = await self._connect()
-        return self._client
+        if self._starting is None:  # one connection; every caller waiting wakes in one turn
+            self._starting = asyncio.ensure_future(self._connect())
+        try:
+            client = await asyncio.shield(self._starting)
+        except BaseException:
+            if self._starting.done():
+                self._starting = None  # a failed connection is tried again by the next call
+            raise
+        self._client = client
+        return client
 
     async def _connect(self) -> Any:
         distributed = import_distributed()
@@ -98,9 +133,11 @@ class DaskExecutor(Executor):
             # scheduler shares the machine with busy workers, so each trip is slow.
             with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
                 self._cluster = await self._local(distributed, workers)
-            return await distributed.Client(self._cluster, asynchronous=True)
+            client = await distributed.Client(self._cluster, asynchronous=True)
+            self._workers = workers
+            return client
         try:
-            return await asyncio.wait_for(
+            client = await asyncio.wait_for(
                 distributed.Client(self.address, asynchronous=True, timeout=CONNECT_TIMEOUT_S),
                 CONNECT_TIMEOUT_S + 5,
             )
@@ -110,6 +147,8 @@ class DaskExecutor(Executor):
                 "Fix: start it (dask scheduler), check the address and port, or leave --dask "
                 "out to run a local cluster."
             ) from None
+        self._workers = max(1, sum((await client.nthreads()).values()))
+        return client
 
     @staticmethod
     async def _local(distributed: Any, workers: int) -> Any:
@@ -133,25 +172,60 @@ class DaskExecutor(Executor):
     async def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        client = await self.client()
-        future = client.submit(_run, fn, args, kwargs, pure=False)
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters[future.key] = waiter
-        if self._completed is None:
-            distributed = import_distributed()
-            self._completed = distributed.as_completed(with_results=True, raise_errors=False)
-        self._completed.add(future)
-        if self._consumer is None or self._consumer.done():
-            self._consumer = asyncio.create_task(self._consume())
+        await self.client()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((fn, args, kwargs, waiter))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         try:
             return await waiter
         except asyncio.CancelledError:
-            self._waiters.pop(future.key, None)
-            await asyncio.shield(future.cancel())  # stop the task on the cluster too
+            key = self._chunk_of.pop(waiter, None)
+            chunk = self._waiters.get(key) if key is not None else None
+            if key is not None and chunk is not None and all(w.done() for w in chunk):
+                self._waiters.pop(key, None)
+                await asyncio.shield(self._futures.pop(key).cancel())  # on the cluster too
             raise
 
+    def _flush(self) -> None:
+        """Send the calls made since the last flush, a few per Dask task.
+
+        Calls made in the same turn of the event loop (a map node's items,
+        mostly) share tasks: two chunks per worker, so every worker stays busy
+        while each task's fixed cost (several ms on a loaded machine) is paid
+        once per chunk instead of once per call.
+        """
+        self._flush_scheduled = False
+        calls, self._pending = self._pending, []
+        calls = [c for c in calls if not c[3].done()]
+        if not calls or self._client is None:
+            return
+        if self._completed is None:
+            distributed = import_distributed()
+            self._completed = distributed.as_completed(with_results=True, raise_errors=False)
+        size = max(1, len(calls) // (2 * self._workers))
+        for start in range(0, len(calls), size):
+            chunk = calls[start : start + size]
+            if len(chunk) == 1:
+                fn, args, kwargs, _waiter = chunk[0]
+                future = self._client.submit(_run, fn, args, kwargs, pure=False)
+                self._single.add(future.key)
+            else:
+                batch = [(fn, args, kwargs) for fn, args, kwargs, _w in chunk]
+                future = self._client.submit(_run_many, batch, pure=False)
+            waiters = [c[3] for c in chunk]
+            self._waiters[future.key] = waiters
+            self._futures[future.key] = future
+            for waiter in waiters:
+                self._chunk_of[waiter] = future.key
+            self._completed.add(future)
+        if self._consumer is None or self._consumer.done():
+            self._consumer = asyncio.create_task(self._consume())
+
     async def _consume(self) -> None:
-        """Hand each finished task's result to its caller; results are fetched in batches.
+        """Hand each finished task's results to their callers, fetched in batches.
 
         (Awaiting each Dask future alone costs a round trip per result, which on a
         busy machine is most of a short task's overhead.)
@@ -160,14 +234,28 @@ class DaskExecutor(Executor):
         assert completed is not None
         while True:
             async for future, result in completed:
-                waiter = self._waiters.pop(future.key, None)
-                if waiter is None or waiter.done():
-                    continue  # cancelled by its caller
+                self._futures.pop(future.key, None)
+                waiters = self._waiters.pop(future.key, [])
+                for waiter in waiters:
+                    self._chunk_of.pop(waiter, None)
                 if future.status == "error" and isinstance(result, tuple):
                     _kind, exc, tb = result
-                    waiter.set_exception(exc.with_traceback(tb))
+                    outcomes = [("error", exc.with_traceback(tb))] * len(waiters)
+                elif future.key in self._single:
+                    self._single.discard(future.key)
+                    outcomes = [("ok", result)]
                 else:
-                    waiter.set_result(result)
+                    outcomes = result
+                for waiter, outcome in zip(waiters, outcomes, strict=True):
+                    if waiter.done():
+                        continue  # cancelled by its caller
+                    if outcome[0] == "ok":
+                        waiter.set_result(outcome[1])
+                        continue
+                    error = outcome[1]
+                    if len(outcome) > 2:
+                        error.__cause__ = RemoteTraceback(outcome[2])
+                    waiter.set_exception(error)
             if completed.is_empty():  # nothing can be added between this check and the end
                 return
 
@@ -177,7 +265,7 @@ class DaskExecutor(Executor):
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
         client, cluster = self._client, self._cluster
-        self._client = self._cluster = self._completed = self._consumer = None
+        self._client = self._cluster = self._completed = self._consumer = self._starting = None
         if client is not None:
             await client.close()
         if cluster is not None:
