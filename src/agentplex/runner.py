@@ -34,11 +34,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 
 from agentplex import events as ev
 from agentplex import run_record
-from agentplex.agents import as_items
+from agentplex.attempts import Attempts
 from agentplex.bodies import NodeBodies
 from agentplex.exceptions import (
     ConfigError,
@@ -49,22 +49,20 @@ from agentplex.ids import new_run_id
 from agentplex.llm.base import Usage
 from agentplex.options import RunOptions
 from agentplex.result import NodeResult, NodeStatus, RunResult
-from agentplex.retry import backoff_delay, describe, is_retryable
+from agentplex.retry import describe
 from agentplex.scheduler import Scheduler
 from agentplex.slots import Slot, SlotPool
 from agentplex.store import RunStore, StoredNode, open_store
 from agentplex.store.recorder import Recorder
 from agentplex.validation import resolve_inputs
-from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Node, Workflow
-
-T = TypeVar("T")
+from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Workflow
 
 
 class _FailFast(Exception):
     """Raised by a node task to make the TaskGroup cancel its siblings."""
 
 
-class _Run:
+class _Run(Attempts):
     """Mutable bookkeeping of one run; see the module docstring for the policy."""
 
     def __init__(
@@ -407,129 +405,6 @@ class _Run:
             self.status[node_id] = "cancelled"
             self.emit(ev.NodeCancelled(self.run_id, t, node_id, started=False))
 
-    async def with_retries(
-        self,
-        node_id: str,
-        spec: Node,
-        slot: Slot,
-        attempt_fn: Callable[[int], Awaitable[T]],
-        *,
-        is_item: bool = False,
-    ) -> tuple[T, int]:
-        """Run ``attempt_fn`` under the node's timeout and retry policy, holding a slot.
-
-        Map items (``is_item``) do not announce their attempts as node starts.
-        """
-        retries = spec.retries if spec.retries is not None else self.options.retries
-        per_attempt = spec.timeout_s if spec.timeout_s is not None else self.options.timeout_s
-        total = self.options.total_timeout_s
-        deadline = None if total is None else self.clock() + total
-        attempt = 0
-        while True:
-            attempt += 1
-            timeout = per_attempt
-            if deadline is not None:
-                left = deadline - self.clock()
-                if left <= 0:
-                    raise NodeTimeoutError(node_id, total or 0.0, attempts=attempt - 1, total=True)
-                timeout = left if timeout is None else min(timeout, left)
-            if not slot.held:
-                await self.acquire(slot)
-            if not is_item:
-                self.attempts[node_id] = attempt
-                self.attempt_starts.setdefault(node_id, []).append(self.now())
-                if self.observers:  # events cost nothing when nobody listens
-                    self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
-            try:
-                if timeout is None:
-                    return await attempt_fn(attempt), attempt
-                try:
-                    async with asyncio.timeout(timeout) as scope:
-                        return await attempt_fn(attempt), attempt
-                except TimeoutError as exc:
-                    if scope.expired():
-                        whole = timeout != per_attempt or per_attempt is None
-                        limit = (total or 0.0) if whole else timeout
-                        raise NodeTimeoutError(
-                            node_id, limit, attempts=attempt, total=whole
-                        ) from exc
-                    raise
-            except Exception as exc:
-                if (
-                    attempt > retries
-                    or not is_retryable(exc, spec.retry_on)
-                    or getattr(exc, "total", False)
-                ):
-                    if not isinstance(exc, NodeError):
-                        raise NodeError(node_id, describe(exc), attempts=attempt) from exc
-                    exc.attempts = attempt
-                    raise
-                delay = self.backoff(attempt, exc)
-                if deadline is not None:
-                    delay = min(delay, max(0.0, deadline - self.clock()))
-                self.emit(
-                    ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay)
-                )
-                self.release(slot)
-                await self.sleep(delay)
-
-    def backoff(self, attempt: int, exc: BaseException) -> float:
-        options = self.options
-        return backoff_delay(
-            attempt,
-            exc,
-            base_s=options.backoff_base_s,
-            max_s=options.backoff_max_s,
-            retry_after_max_s=options.retry_after_max_s,
-            rng=self.rng,
-        )
-
-    async def run_map(self, node: MapNode) -> tuple[list[Any], Usage | None]:
-        try:
-            items = as_items(self.outputs[node.over])
-        except TypeError as exc:
-            raise NodeError(node.id, f"cannot map over {node.over!r}: {exc}") from exc
-        results: list[Any] = [None] * len(items)
-        usages: list[Usage] = []
-        done = 0
-        body = node.body
-        retry_spec = body if body.retries is not None else node
-
-        async def one(index: int, item: Any) -> None:
-            nonlocal done
-            slot = Slot(False)
-            try:
-                (output, usage), _ = await self.with_retries(
-                    node.id,
-                    _with_timeout(retry_spec, body.timeout_s),
-                    slot,
-                    lambda attempt: self.bodies.call(
-                        body,
-                        node.id,
-                        attempt,
-                        self.outputs,
-                        {"item": item, "index": index},
-                        (node.over,),
-                    ),
-                    is_item=True,
-                )
-            finally:
-                self.release(slot)
-            results[index] = output
-            if usage is not None:
-                usages.append(usage)
-            done += 1
-            self.emit(ev.NodeProgress(self.run_id, self.now(), node.id, done, len(items)))
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for index, item in enumerate(items):
-                    group.create_task(one(index, item))
-        except BaseExceptionGroup as group_error:
-            first = group_error.exceptions[0]
-            raise first from None
-        return results, (sum(usages, Usage()) if usages else None)
-
     # -- the result -------------------------------------------------------------
 
     def node_result(self, node_id: str) -> NodeResult:
@@ -543,14 +418,6 @@ class _Run:
 
     def result(self, status: Literal["succeeded", "failed", "cancelled"]) -> RunResult:
         return run_record.run_result(self, status)
-
-
-def _with_timeout(spec: Node, timeout_s: float | None) -> Node:
-    import dataclasses
-
-    if timeout_s is None or spec.timeout_s == timeout_s:
-        return spec
-    return dataclasses.replace(spec, timeout_s=timeout_s)
 
 
 async def arun(
