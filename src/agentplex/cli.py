@@ -39,7 +39,7 @@ from agentplex.cli_options import (
     TimeoutOpt,
     TotalTimeoutOpt,
     TpmOpt,
-    engine_options,
+    options_from,
 )
 
 if TYPE_CHECKING:
@@ -224,26 +224,7 @@ def run(
             observers.append(LiveView(console))
     interrupted = False
     try:
-        options = engine_options(
-            max_concurrency=max_concurrency,
-            strategy=strategy,
-            error_policy=error_policy,
-            model=model,
-            seed=seed,
-            timeout=timeout,
-            retries=retries,
-            sim_scale=sim_scale,
-            base_url=base_url,
-            api_key=api_key,
-            rpm=rpm,
-            tpm=tpm,
-            max_inflight=max_inflight,
-            total_timeout=total_timeout,
-            prices=prices,
-            cache=not no_cache,
-            executor=executor,
-            dask=dask,
-        )
+        options = options_from(locals())
         options["stream"] = live if stream is None else stream
         from agentplex.store import open_store
 

@@ -33,7 +33,7 @@ from agentplex.cli_options import (
     TimeoutOpt,
     TotalTimeoutOpt,
     TpmOpt,
-    engine_options,
+    options_from,
 )
 
 if TYPE_CHECKING:
@@ -122,26 +122,7 @@ def batch(
         observers.append(BatchProgress(log, live=log.is_terminal))
     interrupted = False
     try:
-        options = engine_options(
-            max_concurrency=max_concurrency,
-            strategy=strategy,
-            error_policy=error_policy,
-            model=model,
-            seed=seed,
-            timeout=timeout,
-            retries=retries,
-            sim_scale=sim_scale,
-            base_url=base_url,
-            api_key=api_key,
-            rpm=rpm,
-            tpm=tpm,
-            max_inflight=max_inflight,
-            total_timeout=total_timeout,
-            prices=prices,
-            cache=not no_cache,
-            executor=executor,
-            dask=dask,
-        )
+        options = options_from(locals())
         from agentplex.store import open_store
 
         run_store = None if no_store else open_store(store)

@@ -106,6 +106,44 @@ JsonOutOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")]
 
 
+ENGINE_FLAGS = (
+    "max_concurrency",
+    "strategy",
+    "error_policy",
+    "model",
+    "seed",
+    "timeout",
+    "retries",
+    "sim_scale",
+    "base_url",
+    "api_key",
+    "rpm",
+    "tpm",
+    "max_inflight",
+    "total_timeout",
+    "prices",
+    "executor",
+    "dask",
+)
+"""The command-line flags that become run options (every command names them the same way)."""
+
+
+def options_from(flags: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+    """:func:`engine_options` from a command's parameters (its ``locals()``).
+
+    Flags a command does not have take ``fixed`` or their defaults; ``no_cache``
+    turns into ``cache``.
+
+    Raises:
+        ConfigError: if the price file is invalid.
+    """
+    picked = {name: flags[name] for name in ENGINE_FLAGS if name in flags}
+    picked.setdefault("strategy", None)
+    picked.setdefault("error_policy", ErrorPolicyChoice.fail_fast)
+    picked.update(fixed)
+    return engine_options(cache=not flags.get("no_cache", False), **picked)
+
+
 def engine_options(
     *,
     max_concurrency: int,

@@ -12,7 +12,6 @@ import typer
 from agentplex.cli_options import (
     ApiKeyOpt,
     BaseUrlOpt,
-    ErrorPolicyChoice,
     JsonOutOpt,
     MaxConcurrencyOpt,
     MaxInflightOpt,
@@ -29,7 +28,7 @@ from agentplex.cli_options import (
     TimeoutOpt,
     TotalTimeoutOpt,
     TpmOpt,
-    engine_options,
+    options_from,
 )
 
 QuestionArg = Annotated[str, typer.Argument(help="The question for the coordinator to plan.")]
@@ -46,10 +45,6 @@ FallbackOpt = Annotated[
         "--fallback", help="If the plan stays unusable, run its valid agents in declared order."
     ),
 ]
-
-
-def _options(**flags: Any) -> dict[str, Any]:
-    return engine_options(strategy=None, error_policy=ErrorPolicyChoice.fail_fast, **flags)
 
 
 def plan(
@@ -90,22 +85,7 @@ def plan(
     from agentplex.planning.ask import aplan
 
     try:
-        options = _options(
-            max_concurrency=4,
-            model=model,
-            seed=seed,
-            timeout=timeout,
-            retries=retries,
-            sim_scale=sim_scale,
-            base_url=base_url,
-            api_key=api_key,
-            rpm=rpm,
-            tpm=tpm,
-            max_inflight=max_inflight,
-            total_timeout=total_timeout,
-            prices=prices,
-            cache=not no_cache,
-        )
+        options = options_from(locals(), max_concurrency=4)
         result = asyncio.run(
             aplan(
                 question,
@@ -243,22 +223,7 @@ def ask(
     live = not json_out and not quiet and console.is_terminal
     observers: list[Any] = [LiveView(console)] if live else []
     try:
-        options = _options(
-            max_concurrency=max_concurrency,
-            model=model,
-            seed=seed,
-            timeout=timeout,
-            retries=retries,
-            sim_scale=sim_scale,
-            base_url=base_url,
-            api_key=api_key,
-            rpm=rpm,
-            tpm=tpm,
-            max_inflight=max_inflight,
-            total_timeout=total_timeout,
-            prices=prices,
-            cache=not no_cache,
-        )
+        options = options_from(locals())
         run_store = None if no_store else open_store(store)
         try:
             result = asyncio.run(
