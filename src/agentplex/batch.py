@@ -368,8 +368,6 @@ async def arun_batch(
         batch_id=batch_id,
         resuming=resuming,
     )
-    if shard:
-        batch.address = run_options.dask  # type: ignore[attr-defined]
     try:
         return await batch.execute()
     finally:

@@ -226,22 +226,15 @@ def run(
     try:
         options = options_from(locals())
         options["stream"] = live if stream is None else stream
-        from agentplex.store import open_store
-
-        run_store = None if no_store else open_store(store)
-        try:
-            result = asyncio.run(
-                arun(
-                    compiled,
-                    inputs=_parse_inputs(input or []),
-                    observers=observers,
-                    store=run_store,
-                    **options,
-                )
+        result = asyncio.run(
+            arun(
+                compiled,
+                inputs=_parse_inputs(input or []),
+                observers=observers,
+                store=False if no_store else (store or True),
+                **options,
             )
-        finally:
-            if run_store is not None:
-                run_store.close()
+        )
     except KeyboardInterrupt:
         interrupted = True
         if not finished:

@@ -123,24 +123,17 @@ def batch(
     interrupted = False
     try:
         options = options_from(locals())
-        from agentplex.store import open_store
-
-        run_store = None if no_store else open_store(store)
-        try:
-            result = asyncio.run(
-                arun_batch(
-                    compiled,
-                    inputs,
-                    observers=observers,
-                    out=out,
-                    store=run_store,
-                    shard=shard,
-                    **options,
-                )
+        result = asyncio.run(
+            arun_batch(
+                compiled,
+                inputs,
+                observers=observers,
+                out=out,
+                store=False if no_store else (store or True),
+                shard=shard,
+                **options,
             )
-        finally:
-            if run_store is not None:
-                run_store.close()
+        )
     except KeyboardInterrupt:
         interrupted = True
         if not finished:

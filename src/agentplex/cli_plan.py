@@ -217,33 +217,27 @@ def ask(
     from agentplex.exceptions import AgentplexError
     from agentplex.planning.ask import aask
     from agentplex.report.terminal import LiveView, render_summary
-    from agentplex.store import open_store
 
     console = Console(highlight=False)
     live = not json_out and not quiet and console.is_terminal
     observers: list[Any] = [LiveView(console)] if live else []
     try:
         options = options_from(locals())
-        run_store = None if no_store else open_store(store)
-        try:
-            result = asyncio.run(
-                aask(
-                    question,
-                    max_agents=max_agents,
-                    max_depth=max_depth,
-                    max_tokens=max_tokens,
-                    plan_attempts=plan_attempts,
-                    fallback=fallback,
-                    review=review,
-                    stream=stream_plan,
-                    observers=observers,
-                    store=run_store,
-                    **options,
-                )
+        result = asyncio.run(
+            aask(
+                question,
+                max_agents=max_agents,
+                max_depth=max_depth,
+                max_tokens=max_tokens,
+                plan_attempts=plan_attempts,
+                fallback=fallback,
+                review=review,
+                stream=stream_plan,
+                observers=observers,
+                store=False if no_store else (store or True),
+                **options,
             )
-        finally:
-            if run_store is not None:
-                run_store.close()
+        )
     except KeyboardInterrupt:
         _die(
             "interrupted; finished nodes are in the run store ('agentplex runs')", EXIT_INTERRUPTED

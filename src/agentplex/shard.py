@@ -76,11 +76,9 @@ def run_shard(
 class ShardedBatch(_Batch):
     """A batch whose items run on a Dask cluster; the driver records and reports them."""
 
-    address: str | None = None
-
     async def run_items(self, runnable: list[BatchItem]) -> None:
         distributed = import_distributed()
-        executor = DaskExecutor(address=self.address)
+        executor = DaskExecutor(address=self.options.dask)
         try:
             client = await executor.client()
             workers = max(1, len(await client.nthreads()))

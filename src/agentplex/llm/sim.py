@@ -299,7 +299,7 @@ def generate(model: str, messages: Sequence[Message], seed: object = 0) -> SimAn
     role = _ROLE_BY_PROMPT.get(system, "")
     heading, phrases = _STYLES.get(role, _GENERIC)
     task, contexts = split_prompt(user)
-    planned = sim_plans.answer(model, user, contexts) if sim_plans.wants_plan(user) else None
+    planned = sim_plans.answer(model, user, contexts)
     if planned is not None:  # playing the coordinator (or a delegating agent, or a reviewer)
         return _timed(planned, messages, rng, model)
     subject = " ".join(task.split())

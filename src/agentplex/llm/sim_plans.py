@@ -46,10 +46,6 @@ _SECTION = re.compile(r"\n## ")
 _LIST_SPLIT = re.compile(r"\s*(?:,|;|\band\b|\bor\b)\s*")
 
 
-def wants_plan(user: str) -> bool:
-    return FORMAT in user or REVIEW in user or DELEGATE in user
-
-
 def answer(model: str, user: str, contexts: list[tuple[str, str]]) -> str | None:
     """The simulator's plan, sub-plan or review for ``user``; None to answer normally."""
     if REVIEW in user:
