@@ -135,7 +135,7 @@ def slow_item(item: int) -> tuple[int, int]:
     return sleep_then_pid(0.5, item)
 
 
-def test_cli_executor_dask_starts_a_local_cluster(examples: Path) -> None:
+def test_cli_executor_dask_starts_a_local_cluster(examples: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -151,6 +151,7 @@ def test_cli_executor_dask_starts_a_local_cluster(examples: Path) -> None:
         capture_output=True,
         text=True,
         timeout=180,
+        cwd=tmp_path,  # the example's board file goes there
         env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
     )
     assert done.returncode == 0, done.stderr
@@ -168,6 +169,7 @@ def test_cli_executor_dask_starts_a_local_cluster(examples: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
     )
     assert unreachable.returncode == 2
