@@ -280,3 +280,137 @@ def test_calls_made_together_share_tasks_and_keep_their_own_outcomes(cluster: An
         await executor.aclose()
 
     asyncio.run(main())
+
+
+def wide(width: int) -> ap.CompiledWorkflow:
+    """``width`` independent agents per item: demand for as many calls at once."""
+    wf = ap.Workflow("wide", inputs=["topic"])
+    for i in range(width):
+        wf.agent("researcher", f"Research angle {i} of {{topic}}", id=f"angle{i}")
+    return wf.compile()
+
+
+def test_the_cluster_shares_one_concurrency_budget_lent_where_the_work_is(
+    cluster: Any, server: SimServer
+) -> None:
+    """max_inflight=4 for the cluster. One item: its worker borrows the idle worker's share
+    and runs 4 calls at once (a static split would give it 2). Three items over two workers:
+    never more than 4 at once."""
+    server.configure(latency_s=0.2, scale=1.0)
+    kw = {
+        "model": "openai:sim",
+        "base_url": server.url,
+        "api_key": "k",
+        "cache": False,
+        "max_inflight": 4,
+        "shard": True,
+        "dask": cluster.scheduler_address,
+    }
+    alone = ap.run_batch(wide(8), topics(1), **kw)
+    assert alone.ok
+    assert server.stats()["answering"]["peak"] == 4
+    server.reset()
+    both = ap.run_batch(wide(8), topics(3), **kw)
+    assert both.ok
+    stats = server.stats()
+    assert stats["by_status"] == {"200": 24}
+    assert stats["answering"]["peak"] <= 4
+
+
+def test_node_events_stream_back_to_the_driver_while_shards_run(
+    cluster: Any, server: SimServer, examples: Path
+) -> None:
+    from agentplex import events as ev
+
+    server.configure(latency_s=0.1, scale=1.0)
+    seen: list[ev.Event] = []
+    result = ap.run_batch(
+        pipeline(examples),
+        topics(8),
+        shard=True,
+        dask=cluster.scheduler_address,
+        model="openai:sim",
+        base_url=server.url,
+        api_key="k",
+        cache=False,
+        observers=[seen.append],
+    )
+    assert result.ok
+    first_item_done = next(i for i, e in enumerate(seen) if isinstance(e, ev.ItemFinished))
+    first_node = next(i for i, e in enumerate(seen) if isinstance(e, ev.NodeStarted))
+    assert first_node < first_item_done  # live, not replayed from the finished shard
+    for n, key in enumerate(result):
+        run_id = f"{result.batch_id}.{n}"
+        mine = [e for e in seen if e.run_id == run_id]
+        names = [(type(e).__name__, getattr(e, "node_id", None)) for e in mine]
+        assert names == [
+            (step, node)
+            for node in ("research", "write", "review", "present")
+            for step in ("NodeStarted", "NodeFinished")
+        ], key
+        started = [e for e in seen if isinstance(e, ev.ItemStarted) and e.key == key]
+        finished = [e for e in seen if isinstance(e, ev.ItemFinished) and e.key == key]
+        assert len(started) == len(finished) == 1
+        assert seen.index(started[0]) < seen.index(mine[0]) < seen.index(finished[0])
+        usage = sum(e.usage.total_tokens for e in mine if isinstance(e, ev.NodeFinished))  # type: ignore[union-attr]
+        assert usage == result[key].usage.total_tokens
+
+
+def test_cancelling_a_sharded_batch_keeps_what_the_workers_finished(
+    cluster: Any, server: SimServer, examples: Path, tmp_path: Path
+) -> None:
+    """Cancelled (Ctrl-C) mid-shard: the workers stop, the driver records the items and nodes
+    they had finished, and resume calls only for the rest."""
+    from agentplex import events as ev
+
+    server.configure(latency_s=0.25, scale=1.0)
+    store = tmp_path / "runs.sqlite"
+    wf = pipeline(examples)
+    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    ids: list[str] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        def watch(event: ev.Event) -> None:
+            if isinstance(event, ev.BatchStarted):
+                ids.append(event.run_id)
+            if isinstance(event, ev.NodeFinished) and event.node_id == "present":
+                done.set()  # an item finished on a worker; its shard has not
+
+        batch = asyncio.create_task(
+            ap.arun_batch(
+                wf,
+                topics(16),
+                shard=True,
+                dask=cluster.scheduler_address,
+                store=store,
+                observers=[watch],
+                max_concurrency=4,
+                **kw,
+            )
+        )
+        await asyncio.wait_for(done.wait(), 60)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+
+    asyncio.run(main())
+    from agentplex.store import open_store
+
+    opened = open_store(store)
+    try:
+        items = opened.get_items(ids[0])
+        kept = sum(
+            node.status == "succeeded"
+            for item in items
+            for node in opened.get_nodes(item.run_id).values()
+        )
+    finally:
+        opened.close()
+    assert any(item.status == "succeeded" for item in items)
+    assert kept >= 4
+    server.reset()
+    resumed = ap.resume(ids[0], store=store, base_url=server.url, api_key="k")
+    assert resumed.ok
+    assert server.stats()["by_status"]["200"] == 16 * 4 - kept  # nothing kept is paid twice

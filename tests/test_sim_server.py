@@ -210,6 +210,22 @@ def test_stats_count_per_status_and_prompt(server: SimServer) -> None:
     assert server.stats()["requests"] == 0
 
 
+def test_stats_count_the_completions_answered_at_once(server: SimServer) -> None:
+    import threading
+
+    server.configure(latency_s=0.3, scale=1.0)
+    calls = [threading.Thread(target=chat, args=(server,)) for _ in range(5)]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join()
+    answering = server.stats()["answering"]
+    assert answering == {"now": 0, "peak": 5}
+    server.reset()
+    chat(server)
+    assert server.stats()["answering"] == {"now": 0, "peak": 1}
+
+
 def test_config_checks() -> None:
     from agentplex.exceptions import ConfigError
 

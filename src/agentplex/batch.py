@@ -326,7 +326,7 @@ async def arun_batch(
     :func:`agentplex.resume` can finish it item by item; ``batch_id`` and
     ``resuming`` are how resume re-enters a stored batch. ``shard=True`` spreads
     the items over the workers of the Dask cluster at ``dask=`` (a local one
-    if none is given), limits split between them; see :mod:`agentplex.shard`.
+    if none is given), under one budget of limits; see :mod:`agentplex.shard`.
 
     A failed item never stops the others; the result says which failed and
     why. Bad rows become ``invalid`` items naming their line.

@@ -172,3 +172,54 @@ class BatchFinished(Event):
 
 Observer = Callable[[Event], None]
 """Anything called with each event, in order, on the event loop's thread."""
+
+
+# -- events on the wire (a sharded batch's workers send theirs to the driver) -------------------
+
+_WIRE: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        NodeStarted,
+        NodeRetrying,
+        NodeProgress,
+        NodeFinished,
+        NodeFailed,
+        NodeSkipped,
+        NodeCancelled,
+    )
+}
+"""The node events a worker forwards: the lifecycle, without streamed text."""
+
+
+def to_wire(event: Event) -> list[Any] | None:
+    """A node event as plain lists (msgpack-able), or None if it is not forwarded.
+
+    ``NodeFinished`` travels without its output (the item's result carries it
+    when the item is done) and with its usage as three numbers.
+    """
+    name = type(event).__name__
+    if name not in _WIRE:
+        return None
+    values = [getattr(event, f) for f in event.__slots__]
+    if isinstance(event, NodeFinished):
+        usage = event.usage
+        values = [
+            event.node_id,
+            None,
+            event.attempts,
+            event.duration_s,
+            None
+            if usage is None
+            else [usage.input_tokens, usage.output_tokens, usage.cached_calls],
+        ]
+    return [name, event.t, *values]
+
+
+def from_wire(row: list[Any], run_id: str) -> Event:
+    """The event ``to_wire`` encoded, as an event of run ``run_id``."""
+    name, t, *values = row
+    if name == "NodeFinished" and values[4] is not None:
+        from agentplex.llm.base import Usage
+
+        values[4] = Usage(*values[4])
+    return _WIRE[name](run_id, t, *values)

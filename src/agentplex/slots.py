@@ -97,13 +97,31 @@ class SlotPool:
             self._release_one()
 
     def _release_one(self) -> None:
-        while self.waiters:
+        while self.waiters and self.busy <= self.limit:  # (above it after a resize down)
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # hand the slot over: busy stays the same
                 return
         self.busy -= 1
         self.feed()
+
+    def resize(self, limit: int) -> None:
+        """Change the number of slots (a worker's share of a cluster's; 0 starts nothing).
+
+        Fewer slots take effect as running work gives them back; more are
+        handed out at once.
+        """
+        self.limit = limit
+        while self.waiters and self.busy < limit:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.busy += 1
+                waiter.set_result(None)
+        self.feed()
+
+    def demand(self) -> int:
+        """Work holding a slot or waiting for one (a run with ready nodes counts once)."""
+        return self.busy + len(self.waiters) + len(self._hungry)
 
     def feed(self) -> None:
         """Dispatch hungry runs while slots are free."""

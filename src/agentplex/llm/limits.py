@@ -46,7 +46,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from agentplex.exceptions import ConfigError
 
@@ -163,9 +163,32 @@ class Limiter:
 
     def configure(self, limits: Limits) -> None:
         """Apply new limits; what was learned from 429s is kept."""
-        limits.check(self.key)
-        if limits.tpm is not None and (self.limits.tpm is None or self.limits.tpm != limits.tpm):
-            self._tok_level = limits.tpm / 60
+        self._apply(limits.check(self.key))
+
+    def share(
+        self, total: Limits, max_concurrency: int | None, rpm: float | None, tpm: float | None
+    ) -> None:
+        """Run with a share of ``total`` (a cluster's budget; see :mod:`agentplex.budget`).
+
+        A share may be 0: nothing of that kind starts until a bigger share comes.
+        """
+        self._apply(
+            Limits(
+                max_concurrency,
+                rpm,
+                tpm,
+                total.adaptive,
+                total.decrease,
+                total.increase,
+                total.retry_after_max_s,
+            )
+        )
+
+    def _apply(self, limits: Limits) -> None:
+        if limits.tpm is not None:
+            per_s = limits.tpm / 60
+            # a new limit starts with a full bucket; a changed one keeps what is left of it
+            self._tok_level = per_s if self.limits.tpm is None else min(self._tok_level, per_s)
         self.limits = limits
         self._pump()
 
@@ -173,7 +196,7 @@ class Limiter:
 
     def pace(self) -> float | None:
         """Return the current start rate in requests per second, or None if unpaced."""
-        configured = self.limits.rpm / 60 if self.limits.rpm else None
+        configured = self.limits.rpm / 60 if self.limits.rpm is not None else None
         if self._adapted is None:
             return configured
         return self._adapted if configured is None else min(configured, self._adapted)
@@ -197,6 +220,8 @@ class Limiter:
             return math.inf
         wait = self._paused_until - now
         pace = self.pace()
+        if pace == 0 or limits.tpm == 0:
+            return math.inf  # a share of nothing, until a bigger one comes
         if pace is not None and self._req_level < 1.0 - 1e-9:  # float-safe
             wait = max(wait, (1.0 - self._req_level) / pace)
         if limits.tpm is not None and tokens > 0 and self._tok_level <= 0:
@@ -349,9 +374,23 @@ class Limiter:
         self._refill(now)
         self._grown = now
         self._adapted *= 1 + self.limits.increase * elapsed
-        configured = self.limits.rpm / 60 if self.limits.rpm else None
+        configured = self.limits.rpm / 60 if self.limits.rpm is not None else None
         if configured is not None and self._adapted >= configured:
             self._adapted = None  # fully recovered: the configured limit rules again
+
+    def demand(self) -> int:
+        """Calls in flight or waiting to start."""
+        return self._in_flight + len(self._waiters)
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause a Retry-After put on the key (0 if none)."""
+        return max(0.0, self._paused_until - self.clock())
+
+    def pause(self, seconds: float) -> None:
+        """Start nothing for ``seconds``: a Retry-After that another process was sent."""
+        seconds = min(seconds, self.limits.retry_after_max_s)
+        self._paused_until = max(self._paused_until, self.clock() + seconds)
+        self._pump()
 
     def statistics(self) -> LimiterStatistics:
         """Return counters and the current pace."""
@@ -369,8 +408,30 @@ class Limiter:
 _LIMITERS: dict[str, Limiter] = {}
 
 
+class LimiterSource(Protocol):
+    """Where this process's limiters come from while it runs a share of a cluster's batch."""
+
+    def limiter(self, key: str, limits: Limits) -> Limiter: ...
+
+
+_source: LimiterSource | None = None
+
+
+def share_limits(source: LimiterSource | None) -> None:
+    """Take every limiter from ``source`` (None: back to this process's own limits).
+
+    A worker of a sharded batch runs under a share of the cluster's budget
+    (:mod:`agentplex.budget`): its limiters are sized by grants, not by the
+    limits the run asks for, which are the whole cluster's.
+    """
+    global _source
+    _source = source
+
+
 def limiter_for(key: str, limits: Limits) -> Limiter:
     """Return the process-wide limiter of ``key``, (re)configured with ``limits``."""
+    if _source is not None:
+        return _source.limiter(key, limits)
     limiter = _LIMITERS.get(key)
     if limiter is None:
         limiter = _LIMITERS[key] = Limiter(key, limits)

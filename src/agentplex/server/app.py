@@ -123,6 +123,8 @@ class _Stats:
     started: float = field(default_factory=time.monotonic)
     models: dict[str, str] = field(default_factory=dict)
     """Prompt hash -> model, so /stats can count per model too."""
+    peak_answering: int = 0
+    """The most completions being answered at once."""
 
 
 def prompt_hash(model: str, messages: list[Message]) -> str:
@@ -142,10 +144,12 @@ class SimApp:
         self._rpm = _Bucket(config.rpm) if config.rpm else None
         self._tpm = _Bucket(config.tpm) if config.tpm else None
         self._ids = 0
+        self.answering = 0
+        """Completions being answered now (from their request to their last byte)."""
 
     def reset(self) -> None:
         """Zero the statistics (the connection peak restarts from what is open now)."""
-        self.stats = _Stats()
+        self.stats = _Stats(peak_answering=self.answering)
         self.tracker.peak = self.tracker.open
         self.tracker.total = 0
 
@@ -172,6 +176,7 @@ class SimApp:
             "by_prompt": {k: dict(v) for k, v in stats.by_prompt.items()},
             "by_model": self._by_model(),
             "connections": {"open": tracker.open, "peak": tracker.peak, "total": tracker.total},
+            "answering": {"now": self.answering, "peak": stats.peak_answering},
             "config": asdict(self.config),
         }
         if timeline:
@@ -193,10 +198,24 @@ class SimApp:
             models = [{"id": m, "object": "model", "owned_by": "agentplex"} for m in SIM_MODELS]
             return HttpResponse.json(200, {"object": "list", "data": models})
         if request.method == "POST" and path == "/v1/chat/completions":
-            return await self._complete(request, start_stream, _OPENAI)
+            return await self._answer(request, start_stream, _OPENAI)
         if request.method == "POST" and path == "/v1/messages":
-            return await self._complete(request, start_stream, _ANTHROPIC)
+            return await self._answer(request, start_stream, _ANTHROPIC)
         return HttpResponse.json(404, _OPENAI.error(404, f"no route {request.method} {path}"))
+
+    async def _answer(
+        self,
+        request: HttpRequest,
+        start_stream: Callable[[int, dict[str, str]], Awaitable[Stream]],
+        api: _Api,
+    ) -> HttpResponse | None:
+        """A completion, counted in ``answering`` while it is served."""
+        self.answering += 1
+        self.stats.peak_answering = max(self.stats.peak_answering, self.answering)
+        try:
+            return await self._complete(request, start_stream, api)
+        finally:
+            self.answering -= 1
 
     async def _complete(
         self,
