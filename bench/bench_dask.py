@@ -7,6 +7,10 @@
 (b) A zero-latency batch of 5,000 calls against the simulator server (one
     agent per item, openai provider over HTTP): from one process, and sharded
     over the two workers of the same cluster. The ratio is reported.
+(c) The cluster-wide budget: one item of 32 parallel calls under
+    max_inflight 8, from one process and sharded (one worker busy, one
+    idle). The sharded run should match one process: the idle worker's
+    share is lent, and the server's peak of calls at once shows it.
 
     python bench/bench_dask.py            # about 2 minutes
     python bench/bench_dask.py --only a
@@ -67,11 +71,46 @@ def part_b(address: str, calls: int) -> list[str]:
     ]
 
 
+def part_c(address: str, width: int = 32, limit: int = 8, latency: float = 0.25) -> list[str]:
+    """One wide item on a two-worker cluster under max_inflight: the live budget lends the
+    idle worker's share to the busy one (a static 1/W split would cap it at limit/W)."""
+    from agentplex.server import ServerConfig, SimServer
+
+    wf = ap.Workflow("wide", inputs=["topic"])
+    for i in range(width):
+        wf.agent("researcher", f"Research angle {i} of {{topic}}", id=f"angle{i}")
+    compiled = wf.compile()
+    walls: dict[str, float] = {}
+    peaks: dict[str, int] = {}
+    with SimServer(ServerConfig(latency_s=latency)) as server:
+        kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+        for label, extra in (("one process", {}), ("sharded x2", {"shard": True})):
+            server.reset()
+            t0 = time.perf_counter()
+            result = ap.run_batch(
+                compiled, [{"topic": "t"}], max_inflight=limit, dask=address, **extra, **kw
+            )
+            walls[label] = time.perf_counter() - t0
+            assert result.ok
+            peaks[label] = server.stats()["answering"]["peak"]
+    one, sharded = walls["one process"], walls["sharded x2"]
+    floor = width / limit * latency
+    return [
+        f"(c) one item of {width} parallel calls at {latency:g}s, max_inflight {limit} for the "
+        "cluster",
+        f"    one process {one:5.2f}s (peak {peaks['one process']} at once) | sharded over 2 "
+        f"workers {sharded:5.2f}s (peak {peaks['sharded x2']} at once) | ratio "
+        f"{one / sharded:.2f}x",
+        f"    (the limit allows {floor:.2f}s; a static 1/W split would allow "
+        f"{limit // 2} at once, {2 * floor:.2f}s)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--calls", type=int, default=5_000)
-    parser.add_argument("--only", default="ab")
+    parser.add_argument("--only", default="abc")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"agentplex {ap.__version__}, Python {sys.version.split()[0]}, {cores} cpus")
@@ -93,6 +132,9 @@ def main() -> None:
     ):
         if "b" in args.only:
             for line in part_b(cluster.scheduler_address, args.calls):
+                print(line, flush=True)
+        if "c" in args.only:
+            for line in part_c(cluster.scheduler_address):
                 print(line, flush=True)
         if "a" not in args.only:
             return
