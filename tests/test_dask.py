@@ -410,7 +410,19 @@ def test_cancelling_a_sharded_batch_keeps_what_the_workers_finished(
         opened.close()
     assert any(item.status == "succeeded" for item in items)
     assert kept >= 4
+    deadline = time.monotonic() + 10
+    while server.stats()["answering"]["now"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # calls the stopped workers gave up on are still being answered
     server.reset()
     resumed = ap.resume(ids[0], store=store, base_url=server.url, api_key="k")
     assert resumed.ok
     assert server.stats()["by_status"]["200"] == 16 * 4 - kept  # nothing kept is paid twice
+
+
+def test_shards_are_several_per_worker_but_big_enough_to_fill_the_slots() -> None:
+    from agentplex.shard import shard_size
+
+    assert shard_size(5_000, 2, 256) == 625  # four per worker
+    assert shard_size(5, 2, 16) == 3  # not five shards of one item run one at a time
+    assert shard_size(100, 2, 16) == 16
+    assert shard_size(1, 8, 16) == 1

@@ -91,7 +91,7 @@ def batch(
         typer.Option(
             "--shard",
             help="Spread the items over the Dask cluster's workers (--dask, or a local "
-            "cluster), limits split between them.",
+            "cluster), under one budget of limits lent where the work is.",
         ),
     ] = False,
 ) -> None:

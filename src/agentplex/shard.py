@@ -2,8 +2,9 @@
 
 The driver (the process that called :func:`~agentplex.run_batch` with
 ``dask=..., shard=True``) splits the valid items into shards, several per
-worker so results come back while the batch runs, and submits each shard as
-one Dask task. A worker runs its shard with its own asyncio runner: an
+worker so results come back while the batch runs (but each big enough to
+fill the slots, see :func:`shard_size`), and submits each shard as one Dask
+task. A worker runs its shard with its own asyncio runner: an
 ordinary local batch, without a store or a result cache, one shard at a time
 per worker process.
 
@@ -90,6 +91,14 @@ class Link:
     @property
     def grants(self) -> str:
         return f"agentplex-{self.batch_id}-grants"
+
+
+def shard_size(items: int, workers: int, max_concurrency: int) -> int:
+    """Items per shard: ``SHARDS_PER_WORKER`` shards per worker, so results come back as
+    the batch runs, but enough items to fill the slots (a worker runs one shard at a time,
+    so a shard of one item would run one item at a time however many slots there are)."""
+    spread = math.ceil(items / (workers * SHARDS_PER_WORKER))
+    return max(1, spread, min(math.ceil(items / workers), max_concurrency))
 
 
 def worker_options(options: RunOptions) -> RunOptions:
@@ -313,7 +322,7 @@ class ShardedBatch(_Batch):
             coordinator = _Coordinator(client, link, self.options, self.streamed)
             await coordinator.start()
             options = worker_options(self.options)
-            size = max(1, math.ceil(len(valid) / (workers * SHARDS_PER_WORKER)))
+            size = shard_size(len(valid), workers, self.options.max_concurrency)
             shards = [valid[i : i + size] for i in range(0, len(valid), size)]
             futures: dict[str, tuple[Any, list[tuple[int, BatchItem]]]] = {}
             for shard in shards:
