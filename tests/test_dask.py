@@ -184,6 +184,11 @@ def topics(n: int) -> list[dict[str, str]]:
     return [{"topic": f"topic {i}"} for i in range(n)]
 
 
+def against(server: SimServer) -> dict[str, Any]:
+    """Run options for the simulator server over HTTP, without the result cache."""
+    return {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+
+
 def pipeline(examples: Path) -> ap.CompiledWorkflow:
     return ap.load_workflow(examples / "content_pipeline.yaml").compile()
 
@@ -192,7 +197,7 @@ def test_a_sharded_batch_matches_a_local_one_and_resumes_from_the_store(
     cluster: Any, server: SimServer, examples: Path, tmp_path: Path
 ) -> None:
     wf = pipeline(examples)
-    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    kw = against(server)
     local = ap.run_batch(wf, topics(12), **kw)
     store = tmp_path / "runs.sqlite"
     sharded = ap.run_batch(
@@ -222,11 +227,8 @@ def test_the_rate_limit_holds_across_workers(
         topics(10),
         shard=True,
         dask=cluster.scheduler_address,
-        model="openai:sim",
-        base_url=server.url,
-        api_key="k",
         rpm=600,
-        cache=False,
+        **against(server),
     )
     took = time.perf_counter() - t0
     assert result.ok
@@ -251,7 +253,7 @@ def test_a_worker_killed_mid_sharded_batch_loses_and_duplicates_nothing(
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
     wf = pipeline(examples)
-    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    kw = against(server)
     sharded = ap.run_batch(wf, topics(16), shard=True, dask=cluster.scheduler_address, **kw)
     killer.join()
     assert sharded.ok
@@ -298,10 +300,7 @@ def test_the_cluster_shares_one_concurrency_budget_lent_where_the_work_is(
     never more than 4 at once."""
     server.configure(latency_s=0.2, scale=1.0)
     kw = {
-        "model": "openai:sim",
-        "base_url": server.url,
-        "api_key": "k",
-        "cache": False,
+        **against(server),
         "max_inflight": 4,
         "shard": True,
         "dask": cluster.scheduler_address,
@@ -329,11 +328,8 @@ def test_node_events_stream_back_to_the_driver_while_shards_run(
         topics(8),
         shard=True,
         dask=cluster.scheduler_address,
-        model="openai:sim",
-        base_url=server.url,
-        api_key="k",
-        cache=False,
         observers=[seen.append],
+        **against(server),
     )
     assert result.ok
     first_item_done = next(i for i, e in enumerate(seen) if isinstance(e, ev.ItemFinished))
@@ -366,7 +362,7 @@ def test_cancelling_a_sharded_batch_keeps_what_the_workers_finished(
     server.configure(latency_s=0.25, scale=1.0)
     store = tmp_path / "runs.sqlite"
     wf = pipeline(examples)
-    kw = {"model": "openai:sim", "base_url": server.url, "api_key": "k", "cache": False}
+    kw = against(server)
     ids: list[str] = []
 
     async def main() -> None:

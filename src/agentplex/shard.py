@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import random
 import threading
@@ -260,7 +261,12 @@ class _Coordinator:
         self.task = asyncio.create_task(self.run())
 
     def on_message(self, event: tuple[float, dict[str, Any]]) -> None:
-        _when, message = event
+        try:
+            self.handle(event[1])
+        except Exception:  # a bad message must not take the client's connection down
+            logging.getLogger(__name__).exception("agentplex: a worker's report was not usable")
+
+    def handle(self, message: dict[str, Any]) -> None:
         if message["e"]:
             self.on_events(message["e"])
         worker = message["w"]
