@@ -49,6 +49,20 @@ def wait_for_run(store_path: Path, timeout: float = 20.0) -> RunRecord:
     raise AssertionError("the run never appeared in the store")
 
 
+def agentplex(command: str, path: Path, server: SimServer, *flags: str) -> list[str]:
+    """The command line of ``agentplex COMMAND PATH`` against the simulator server."""
+    return [
+        sys.executable,
+        "-m",
+        "agentplex",
+        command,
+        str(path),
+        *("--model", "openai:sim", "--base-url", server.url, "--api-key", "k"),
+        *flags,
+        "-q",
+    ]
+
+
 def calls(server: SimServer) -> dict[str, int]:
     return {m: c.get("200", 0) for m, c in server.stats()["by_model"].items()}
 
@@ -76,23 +90,7 @@ def sigkill_and_resume(
     env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
     errors = stack.enter_context((tmp_path / "stderr.txt").open("w"))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentplex",
-            "run",
-            str(wf_path),
-            "--model",
-            "openai:sim",
-            "--base-url",
-            server.url,
-            "--api-key",
-            "k",
-            "--max-concurrency",
-            "2",
-            "--no-cache",
-            "-q",
-        ],
+        agentplex("run", wf_path, server, "--max-concurrency", "2", "--no-cache"),
         stdout=subprocess.DEVNULL,
         stderr=errors,
         env=env,
@@ -131,22 +129,7 @@ def test_a_second_process_cannot_write_the_same_run(server: SimServer, tmp_path:
     store_path = tmp_path / "runs.sqlite"
     env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentplex",
-            "run",
-            str(wf_path),
-            "--model",
-            "openai:sim",
-            "--base-url",
-            server.url,
-            "--api-key",
-            "k",
-            "--max-concurrency",
-            "1",
-            "-q",
-        ],
+        agentplex("run", wf_path, server, "--max-concurrency", "1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -204,25 +187,16 @@ def test_sigkill_a_batch_then_resume_item_by_item(
     env = {**os.environ, "AGENTPLEX_STORE": str(store_path)}
     with (tmp_path / "stderr.txt").open("w") as errors:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agentplex",
+            agentplex(
                 "batch",
-                str(wf_path),
+                wf_path,
+                server,
                 "--inputs",
                 str(jobs),
-                "--model",
-                "openai:sim",
-                "--base-url",
-                server.url,
-                "--api-key",
-                "k",
                 "--max-concurrency",
                 "3",
                 "--no-cache",
-                "-q",
-            ],
+            ),
             stdout=subprocess.DEVNULL,
             stderr=errors,
             env=env,

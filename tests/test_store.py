@@ -110,32 +110,29 @@ def test_contract_lists_newest_first_and_names_missing_runs(store: RunStore) -> 
         store.get_nodes("nope")
 
 
+def set_owner(store: RunStore, run_id: str, owner: str) -> None:
+    """Make ``run_id`` look as if process ``owner`` (host:pid) were writing it."""
+    if isinstance(store, MemoryStore):
+        import dataclasses
+
+        store.runs[run_id] = dataclasses.replace(store.runs[run_id], owner=owner)
+    else:
+        connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
+        connection.execute("UPDATE runs SET owner=? WHERE run_id=?", (owner, run_id))
+        connection.commit()
+        connection.close()
+
+
 def test_contract_refuses_a_run_another_live_process_writes(store: RunStore) -> None:
     store.begin_run(record("r1"))
     # Pretend a live process (our parent) owns the running run.
     other = f"{os.uname().nodename}:{os.getppid()}"
-    if isinstance(store, MemoryStore):
-        import dataclasses
-
-        store.runs["r1"] = dataclasses.replace(store.runs["r1"], owner=other)
-    else:
-        connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
-        connection.execute("UPDATE runs SET owner=? WHERE run_id='r1'", (other,))
-        connection.commit()
-        connection.close()
+    set_owner(store, "r1", other)
     with pytest.raises(StoreError, match="being written by process"):
         store.begin_run(record("r1"))
     # A dead owner (a crash) does not hold the run.
     dead = f"{os.uname().nodename}:999999"
-    if isinstance(store, MemoryStore):
-        import dataclasses
-
-        store.runs["r1"] = dataclasses.replace(store.runs["r1"], owner=dead)
-    else:
-        connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
-        connection.execute("UPDATE runs SET owner=? WHERE run_id='r1'", (dead,))
-        connection.commit()
-        connection.close()
+    set_owner(store, "r1", dead)
     store.begin_run(record("r1"))
 
 

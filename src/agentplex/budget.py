@@ -131,8 +131,7 @@ class Budget:
                 self.totals[key] = total
             elif total != self.totals[key]:  # workers should agree; the smaller one is safe
                 self.totals[key] = _smaller(self.totals[key], total)
-            self.seats.setdefault(key, {}).setdefault(worker, _Seat())
-            seat = self.seats[key][worker]
+            seat = self.seats.setdefault(key, {}).setdefault(worker, _Seat())
             seat.demand = float(row["demand"])
             seat.held = [float(x or 0) for x in row["held"]]
             pause = float(row.get("pause_s") or 0)

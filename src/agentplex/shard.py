@@ -452,7 +452,7 @@ class ShardedBatch(_Batch):
                         node_id,
                         node.output,
                         node.attempts,
-                        node.duration_s or 0.0,
+                        node.duration_s,
                         node.usage,
                     )
                 )
