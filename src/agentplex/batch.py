@@ -210,7 +210,11 @@ class _Batch:
                 updated=now,
                 source=str(Path(self.wf.source).resolve()) if self.wf.source else None,
                 inputs={"items": items},
-                settings={**stored_settings(self.options), "kind": "batch"},
+                settings={
+                    **stored_settings(self.options),
+                    "kind": "batch",
+                    "trusted": self.wf.trusted,
+                },
                 total_nodes=len(items),
             )
         )

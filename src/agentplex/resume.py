@@ -107,8 +107,11 @@ def _reload(
                 f"run {run_id!r} came from {record.source}, which no longer exists. "
                 "Fix: restore the file, or pass workflow=... to resume()."
             )
-        workflow = load_workflow(record.source)
-    return workflow, dict(record.inputs), dict(record.settings), store.get_nodes(run_id)
+        # The run keeps the trust it was started with: a file run --untrusted (or a
+        # plan file run without --trust) stays untrusted when it is read again.
+        workflow = load_workflow(record.source, trusted=record.settings.get("trusted") is True)
+    settings = {k: v for k, v in record.settings.items() if k != "trusted"}
+    return workflow, dict(record.inputs), settings, store.get_nodes(run_id)
 
 
 def resume(run_id: str, **kwargs: Any) -> RunResult | BatchResult:
