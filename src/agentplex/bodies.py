@@ -26,6 +26,7 @@ from agentplex.executors import Executor, create_executor
 from agentplex.fanout import fan_out
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
 from agentplex.llm.base import Request, Usage
+from agentplex.llm.config import StreamMask, mask_secrets, redact_value, register_environment_keys
 from agentplex.llm.pricing import PriceTable
 from agentplex.options import RunOptions
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
@@ -50,8 +51,10 @@ class NodeBodies:
         self.options = options
         self.run_id = run_id
         self.inputs = inputs
+        configs = provider_configs(compiled, options)
+        register_environment_keys(configs)
         self.providers = ProviderPool(
-            provider_configs(compiled, options),
+            configs,
             max_connections=options.max_concurrency,
             default_timeout_s=options.timeout_s,
         )
@@ -201,7 +204,9 @@ class NodeBodies:
             hit, cached = await self.result_cache().aget(key)
             if hit:
                 return cached, Usage(cached_calls=1)
-        output = await executor.submit(node.fn, *args, **kwargs)
+        # A key a step read and returned is masked before the output reaches the
+        # store, the cache, --json, --out or a report.
+        output = redact_value(await executor.submit(node.fn, *args, **kwargs))
         if key is not None:
             await self.result_cache().aput(key, output)
         return output, (sum(usage_box, Usage()) if usage_box else None)
@@ -282,12 +287,16 @@ class NodeBodies:
                 if on_text is not None:
                     on_text(text)
                 return text, Usage(cached_calls=1)
-        if on_text is not None:
-            request = dataclasses.replace(request, on_text=on_text)
+        stream = None if on_text is None else StreamMask(on_text)
+        if stream is not None:
+            request = dataclasses.replace(request, on_text=stream)
         completion = await self.providers.get(ref).complete(request)
+        if stream is not None:
+            stream.flush()
+        text = mask_secrets(completion.text)  # a model that echoes a key never stores it
         if key is not None:
-            await self.result_cache().aput(key, completion.text)
-        return completion.text, completion.usage
+            await self.result_cache().aput(key, text)
+        return text, completion.usage
 
     def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
         """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
@@ -311,11 +320,14 @@ class NodeBodies:
                 inputs={},
                 seed=self.options.seed,
             )
-            if on_text is not None:
-                request = dataclasses.replace(request, on_text=on_text)
+            stream = None if on_text is None else StreamMask(on_text)
+            if stream is not None:
+                request = dataclasses.replace(request, on_text=stream)
             completion = await self.providers.get(ref).complete(request)
+            if stream is not None:
+                stream.flush()
             usage_box.append(completion.usage)
-            return completion.text
+            return mask_secrets(completion.text)
 
         return ask
 

@@ -89,7 +89,24 @@ OnCycleOpt = Annotated[
 ]
 UntrustedOpt = Annotated[
     bool,
-    typer.Option("--untrusted", help="Treat the file as untrusted: refuse any Python function."),
+    typer.Option(
+        "--untrusted",
+        help="Treat the file as untrusted: no Python functions, endpoints, keys or headers.",
+    ),
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Trust a meta-agent plan file (untrusted by default: plans are what LLMs write).",
+    ),
+]
+ImportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--import",
+        help="Import the modules the file's function: steps name, to check them too.",
+    ),
 ]
 
 
@@ -114,15 +131,31 @@ def _die(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 
 def _load(
-    path: Path, *, lenient: bool, on_cycle: OnCycleChoice, untrusted: bool
+    path: Path,
+    *,
+    lenient: bool,
+    on_cycle: OnCycleChoice,
+    untrusted: bool = False,
+    trust: bool = False,
+    imports: bool = True,
 ) -> CompiledWorkflow:
-    """Load and compile a workflow file, turning every problem into a clean exit 2."""
+    """Load and compile a workflow file, turning every problem into a clean exit 2.
+
+    Trust: ``--untrusted`` distrusts any file, ``--trust`` trusts a plan file;
+    neither trusts a named-node file and distrusts a plan file.
+    """
     from agentplex.exceptions import AgentplexError, InvalidWorkflowError
     from agentplex.files import load_workflow
 
+    if untrusted and trust:
+        _die("--trust and --untrusted contradict each other. Fix: pass one of them.")
+    trusted = False if untrusted else (True if trust else None)
     try:
-        wf = load_workflow(path, trusted=not untrusted, lenient=lenient)
-        return wf.compile(lenient=lenient, on_cycle=on_cycle.value.replace("-", "_"))  # type: ignore[arg-type]
+        wf = load_workflow(path, trusted=trusted, lenient=lenient)
+        mode = on_cycle.value.replace("-", "_")
+        if imports:
+            return wf.compile(lenient=lenient, on_cycle=mode)  # type: ignore[arg-type]
+        return wf.compile(lenient=lenient, on_cycle=mode, imports=False)  # type: ignore[arg-type, call-arg]
     except InvalidWorkflowError as exc:
         console = _stderr()
         console.print(
@@ -134,6 +167,8 @@ def _load(
         raise typer.Exit(EXIT_INVALID) from None
     except AgentplexError as exc:
         _die(str(exc))
+    except KeyboardInterrupt:
+        _die(f"interrupted while reading {path}; nothing ran", EXIT_INTERRUPTED)
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, str]:
@@ -186,6 +221,7 @@ def run(
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
     untrusted: UntrustedOpt = False,
+    trust: TrustOpt = False,
     export: ExportOpt = None,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
@@ -204,7 +240,7 @@ def run(
     from agentplex.runner import arun
 
     formats, out = _export_formats(export, out, _die)
-    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
+    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted, trust=trust)
     console = Console(highlight=False)
     show = not json_out
     observers: list[Any] = []
@@ -295,13 +331,19 @@ def graph(
     ] = GraphFormat.text,
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
+    trust: TrustOpt = False,
+    imports: ImportOpt = False,
 ) -> None:
-    """Show a workflow's DAG: its layers as text, or Mermaid / Graphviz source."""
+    """Show a workflow's DAG: its layers as text, or Mermaid / Graphviz source.
+
+    The modules that function: steps name are not imported (so no code in them
+    runs) unless --import is given.
+    """
     from rich.console import Console
 
     from agentplex.report.terminal import dot, mermaid, render_layers
 
-    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=False)
+    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, trust=trust, imports=imports)
     if format is GraphFormat.mermaid:
         sys.stdout.write(mermaid(compiled) + "\n")
     elif format is GraphFormat.dot:
@@ -316,17 +358,41 @@ def validate(
     lenient: LenientOpt = False,
     on_cycle: OnCycleOpt = OnCycleChoice.error,
     untrusted: UntrustedOpt = False,
+    trust: TrustOpt = False,
+    imports: ImportOpt = False,
 ) -> None:
-    """Check a workflow file; list every problem with its line, node and fix."""
-    compiled = _load(workflow, lenient=lenient, on_cycle=on_cycle, untrusted=untrusted)
+    """Check a workflow file; list every problem with its line, node and fix.
+
+    The modules that function: steps name are checked for their form but not
+    imported (so no code in them runs) unless --import is given.
+    """
+    compiled = _load(
+        workflow,
+        lenient=lenient,
+        on_cycle=on_cycle,
+        untrusted=untrusted,
+        trust=trust,
+        imports=imports,
+    )
     console = _stderr()
     for warning in compiled.warnings:
         console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
     layers = compiled.layers()
+    functions = sum(1 for n in compiled.nodes.values() if _runs_code(n))
+    note = ""
+    if functions and not imports:
+        note = f" ({functions} function step(s) not imported; add --import to check them)"
     typer.echo(
         f"{workflow}: valid - {len(compiled)} nodes in {len(layers)} layers, "
-        f"up to {max(len(layer) for layer in layers)} in parallel"
+        f"up to {max(len(layer) for layer in layers)} in parallel{note}"
     )
+
+
+def _runs_code(node: Any) -> bool:
+    from agentplex.workflow import FunctionNode, MapNode
+
+    body = node.body if isinstance(node, MapNode) else node
+    return isinstance(body, FunctionNode) and body.target is not None
 
 
 @app.command()
@@ -344,9 +410,7 @@ def roles(
 
     library = RoleLibrary()
     if workflow is not None:
-        library = _load(
-            workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False
-        ).roles
+        library = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, imports=False).roles
     table = Table("role", "description", "origin")
     for name in sorted(library):
         role = library[name]

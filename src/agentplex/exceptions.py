@@ -13,7 +13,8 @@ keeps working for code that does not know about agentplex::
      │    ├── UnknownRoleError              an agent names a role nobody defined
      │    ├── TemplateError                 a task names an unknown {placeholder}
      │    ├── EmptyWorkflowError            no nodes at all
-     │    └── UntrustedCodeError            an untrusted plan asks to run Python
+     │    └── UntrustedInputError           untrusted input asks for what only you may choose
+     │         └── UntrustedCodeError       ... to run Python (function:, module:, shell...)
      ├── InvalidWorkflowError (ValueError)  validation found errors (.errors, all of them)
      ├── WorkflowFileError (OSError)        a file cannot be read or parsed
      ├── ConfigError (ValueError)           a bad option: model string, strategy, input
@@ -147,7 +148,19 @@ class EmptyWorkflowError(WorkflowError):
     code = "empty"
 
 
-class UntrustedCodeError(WorkflowError):
+class UntrustedInputError(WorkflowError):
+    """An untrusted file or plan asks for something only its user may choose.
+
+    Untrusted input (a plan file without ``--trust``, a file run with
+    ``--untrusted``, anything a model writes) may not name code, choose
+    endpoints, keys, headers, environment variables or paths, or set request
+    options beyond sampling parameters.
+    """
+
+    code = "untrusted"
+
+
+class UntrustedCodeError(UntrustedInputError):
     """An untrusted plan (for example one an LLM wrote) asks to run Python code."""
 
     code = "untrusted-code"

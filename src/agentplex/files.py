@@ -25,6 +25,7 @@ from agentplex.exceptions import (
     ConfigError,
     DuplicateNodeError,
     SchemaError,
+    UntrustedInputError,
     WorkflowError,
     WorkflowFileError,
 )
@@ -114,13 +115,19 @@ def read_data(path: str | Path) -> Any:
         raise WorkflowFileError(name, f"invalid YAML: {exc}") from None
 
 
-def load_workflow(path: str | Path, *, trusted: bool = True, lenient: bool = False) -> Workflow:
+def load_workflow(
+    path: str | Path, *, trusted: bool | None = None, lenient: bool = False
+) -> Workflow:
     """Read a workflow or plan file into a :class:`Workflow` (call ``compile()`` next).
 
     Args:
         path: a ``.yaml``, ``.yml`` or ``.json`` file.
-        trusted: ``False`` for plans you did not write (an LLM's): they may not
-            name Python functions.
+        trusted: whether you wrote the file. ``None`` (the default) trusts a
+            named-node workflow file and distrusts a meta-agent plan file, since
+            plans are what a coordinator LLM writes. An untrusted file may not
+            name Python functions, choose endpoints, keys, headers or
+            environment variables, or pass options the endpoint does not sample
+            with; see "Security model" in the README.
         lenient: for plans, drop out-of-range dependency indices with a
             warning instead of reporting them as errors.
 
@@ -132,15 +139,17 @@ def load_workflow(path: str | Path, *, trusted: bool = True, lenient: bool = Fal
 
 
 def workflow_from_data(
-    data: Any, *, source: str | None = None, trusted: bool = True, lenient: bool = False
+    data: Any, *, source: str | None = None, trusted: bool | None = None, lenient: bool = False
 ) -> Workflow:
-    """Build a :class:`Workflow` from parsed file data (either format)."""
+    """Build a :class:`Workflow` from parsed file data (either format); see :func:`load_workflow`."""
     from agentplex.plan import is_plan, workflow_from_plan
 
     stem = Path(source).stem if source else "workflow"
     if isinstance(data, Mapping) and is_plan(data):
-        return workflow_from_plan(data, name=stem, source=source, trusted=trusted, lenient=lenient)
-    return _FileReader(source, trusted).read(data, stem)
+        return workflow_from_plan(
+            data, name=stem, source=source, trusted=trusted is True, lenient=lenient
+        )
+    return _FileReader(source, trusted is not False).read(data, stem)
 
 
 # Fields of a named node, with the check each value must pass.
@@ -188,6 +197,42 @@ FUNCTION_FIELDS: dict[str, _Check] = {
 }
 MAP_FIELDS: dict[str, _Check] = {"map": _TEXT}
 ALL_NODE_FIELDS = {**COMMON_FIELDS, **AGENT_FIELDS, **FUNCTION_FIELDS, **MAP_FIELDS}
+#: Request fields agentplex builds itself; a node's ``options`` may never set them
+#: (``extra_*`` too: the SDKs read those as headers, query and body overrides).
+RESERVED_OPTIONS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "stream",
+        "stream_options",
+        "timeout",
+        "api_key",
+        "base_url",
+        "headers",
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+    }
+)
+#: The options an untrusted workflow may set: sampling parameters only (and the
+#: simulator's own ``sim_*`` knobs, which never reach an endpoint).
+UNTRUSTED_OPTIONS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+    }
+)
+#: Fields of a ``providers:`` entry an untrusted file may not set: they choose
+#: where requests go, which key they carry and what headers they send.
+UNTRUSTED_PROVIDER_FIELDS = ("base_url", "api_key_env", "headers")
 TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "providers", "prices", "nodes")
 DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
 
@@ -341,6 +386,8 @@ class _FileReader:
             try:
                 if not isinstance(spec, Mapping):
                     raise ConfigError(f"{where}: providers.{name} must be a mapping.")
+                if not self.trusted and self._provider_chosen(raw, str(name), spec):
+                    continue
                 configs[str(name)] = provider_config_from_data(str(name), spec, where)
             except ConfigError as exc:
                 problem, _, fix = str(exc).removeprefix(f"{where}: ").partition(" Fix: ")
@@ -353,6 +400,22 @@ class _FileReader:
                     field="providers",
                 )
         return configs
+
+    def _provider_chosen(self, raw: Any, name: str, spec: Mapping[str, Any]) -> bool:
+        """Report an untrusted file's provider entry that chooses where requests go."""
+        chosen = [f for f in UNTRUSTED_PROVIDER_FIELDS if f in spec]
+        if chosen:
+            self.problem(
+                UntrustedInputError,
+                f"providers.{name}.{chosen[0]}: an untrusted workflow may not choose "
+                "endpoints, keys, headers or environment variables.",
+                "configure the provider yourself (--base-url, --api-key, or a providers: "
+                "section in a file you wrote), or run with --trust if you wrote this file.",
+                mapping=raw,
+                key=name,
+                field="providers",
+            )
+        return bool(chosen)
 
     def _prices(self, raw: Any, data: Any) -> dict[str, Price]:
         if raw is None:
@@ -531,6 +594,8 @@ class _FileReader:
                 )
                 return None
             options = {**defaults.get("options", {}), **fields.get("options", {})}
+            if not self._options_ok(options, body, node_id):
+                return None
             inner = AgentNode(
                 **common,
                 role=fields["role"],
@@ -556,6 +621,40 @@ class _FileReader:
         if inner is None:
             self._kind_problem(node_id, body, "is neither an agent nor a function")
         return inner
+
+    def _options_ok(self, options: Mapping[str, Any], body: Any, node_id: str) -> bool:
+        """Refuse options that would replace the request agentplex builds, or that an
+        untrusted file may not choose (anything but sampling parameters)."""
+        for key, value in options.items():
+            name = str(key)
+            if name in RESERVED_OPTIONS or name.startswith("extra_"):
+                problem = f"option {name!r} is set by agentplex itself, not by a node."
+                hint = (
+                    "drop it; endpoints, keys and headers belong in the providers section, "
+                    "timeouts in timeout_s."
+                )
+            elif not self.trusted and not (name in UNTRUSTED_OPTIONS or name.startswith("sim_")):
+                problem = f"an untrusted workflow may not set option {name!r}."
+                hint = (
+                    f"untrusted files may set only {', '.join(sorted(UNTRUSTED_OPTIONS))}; "
+                    "run with --trust if you wrote this file."
+                )
+            elif not self.trusted and not isinstance(value, str | int | float | bool | list):
+                problem = f"option {name!r} must be a plain value, got {type(value).__name__}."
+                hint = "give a number, text, true/false or a list of text."
+            else:
+                continue
+            self.problem(
+                UntrustedInputError if not self.trusted else SchemaError,
+                problem,
+                hint,
+                mapping=body,
+                key="options",
+                node_id=node_id,
+                field="options",
+            )
+            return False
+        return True
 
     def _kind_problem(self, node_id: str, body: Any, what: str) -> None:
         self.problem(

@@ -17,10 +17,11 @@ passes through, along with anything shaped like a provider key.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
@@ -37,25 +38,151 @@ _KEY_SHAPES = re.compile(
     r"(?i:bearer)\s+[A-Za-z0-9._\-]{12,})"
 )
 _SECRETS: set[str] = set()
+_MASK: list[re.Pattern[str] | None] = [None]
+"""The pattern of every registered key, rebuilt when a key is registered."""
+_WHOLE_WORD_BELOW = 8
+"""Keys shorter than this are masked where they stand alone (not inside a longer
+word), so a short local key such as ``k`` does not mask every letter k."""
+_WORD = "A-Za-z0-9_\\-"
+
+
+def _register(value: str) -> None:
+    if value and value not in _SECRETS:
+        _SECRETS.add(value)
+        _MASK[0] = None
+
+
+def _mask_pattern() -> re.Pattern[str]:
+    pattern = _MASK[0]
+    if pattern is None:
+        parts = [
+            re.escape(key)
+            if len(key) >= _WHOLE_WORD_BELOW
+            else f"(?<![{_WORD}]){re.escape(key)}(?![{_WORD}])"
+            for key in sorted(_SECRETS, key=len, reverse=True)
+        ]
+        pattern = _MASK[0] = re.compile("|".join(parts))
+    return pattern
+
+
+def mask_secrets(text: str) -> str:
+    """Return ``text`` with every key agentplex has seen replaced by ``***``.
+
+    Unlike :func:`redact` this masks only real keys, not text shaped like one,
+    so it is safe to apply to model and function outputs.
+    """
+    if not _SECRETS or not text:
+        return text
+    return _mask_pattern().sub("***", text)
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every known key and anything shaped like one masked."""
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return _KEY_SHAPES.sub("***", text)
+    return _KEY_SHAPES.sub("***", mask_secrets(text))
+
+
+def redact_value(value: Any) -> Any:
+    """Return ``value`` (an output) with every known key masked in its text.
+
+    Strings, and strings inside lists, tuples, sets, dicts (keys too) and
+    dataclass instances, are masked; everything else is returned as it is.
+    """
+    if not _SECRETS:
+        return value
+    return _redact_value(value, 0)
+
+
+def _redact_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if depth > 100 or isinstance(value, int | float | bool | bytes | None):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_redact_value(v, depth + 1) for v in value]
+        return items if type(value) is list else type(value)(items)
+    if isinstance(value, dict):
+        return {_redact_value(k, depth + 1): _redact_value(v, depth + 1) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _redact_value(getattr(value, f.name), depth + 1)
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        try:
+            return dataclasses.replace(value, **changes)
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+class StreamMask:
+    """Mask known keys in streamed text, even when a key arrives split over pieces.
+
+    Text is passed on at once except for a tail as long as the longest key,
+    which is held until more text shows it is not part of a key (or until
+    :meth:`flush`).
+    """
+
+    __slots__ = ("_held", "_send")
+
+    def __init__(self, send: Callable[[str], None]) -> None:
+        self._send = send
+        self._held = ""
+
+    def __call__(self, piece: str) -> None:
+        if not _SECRETS:
+            self._send(piece)
+            return
+        text = self._held + piece
+        cut = len(text) - max(len(k) for k in _SECRETS)
+        if cut <= 0:
+            self._held = text
+            return
+        for match in _mask_pattern().finditer(text):
+            if match.start() < cut < match.end():
+                cut = match.start()  # never split a key between what is sent and held
+        self._held = text[cut:]
+        if cut > 0:
+            self._send(_mask_pattern().sub("***", text[:cut]))
+
+    def flush(self) -> None:
+        """Send what is held (masked)."""
+        if self._held:
+            text, self._held = self._held, ""
+            self._send(mask_secrets(text))
+
+
+def register_environment_keys(
+    configs: Mapping[str, ProviderConfig], environ: Mapping[str, str] | None = None
+) -> None:
+    """Register for masking every key the environment holds for ``configs`` (and the
+    standard variables), so an output that echoes one is masked even if this run
+    never sent it."""
+    env = os.environ if environ is None else environ
+    names = {var for var, _ in _DEFAULT_ENV.values() if var}
+    names.update(c.api_key_env for c in configs.values() if c.api_key_env)
+    for name in names:
+        if env.get(name):
+            _register(env[name])
+    for config in configs.values():
+        if config.api_key is not None:
+            _register(config.api_key.reveal())
 
 
 class Secret:
-    """A string that never shows itself in a repr, str, log or error."""
+    """A string that never shows itself in a repr, str, log or error.
+
+    Every secret is registered for masking (see :func:`redact` and
+    :func:`redact_value`) unless ``public`` (a placeholder such as the key a
+    local server is given, which protects nothing).
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, public: bool = False) -> None:
         self._value = value
-        if len(value) >= 6:
-            _SECRETS.add(value)
+        if not public:
+            _register(value)
 
     def reveal(self) -> str:
         return self._value
@@ -184,7 +311,7 @@ def resolve(
         key = Secret(env[var])
     if key is None and kind != "sim":
         if kind == "ollama" or (base_url is not None and is_local(base_url)):
-            key = Secret("agentplex-local")  # local servers take any key
+            key = Secret("agentplex-local", public=True)  # local servers take any key
         else:
             raise ConfigError(
                 f"provider {name!r} ({kind} at {base_url}) needs an API key. "

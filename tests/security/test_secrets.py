@@ -1,0 +1,94 @@
+"""A key that a model echoes, or a step returns, never reaches anything written.
+
+A real loopback endpoint answers with the user's keys inside its text (plain
+and streamed, split across chunks); a function step returns the key it read
+from the environment. Every byte the run leaves behind (``--json``, ``--out``,
+the SQLite store and its WAL, the result cache, the HTML report) is searched
+for each key, long and short.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .servers import RecordingServer
+
+LONG_KEY = "sk-user-0123456789abcdefghij"
+SHORT_KEY = "k3y"  # a local server's key: short, and still never written
+
+
+def _everything_written(*roots: Path) -> bytes:
+    blobs = []
+    for root in roots:
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        blobs += [p.read_bytes() for p in files]
+    return b"\n".join(blobs)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_keys_in_model_and_function_output_are_masked_everywhere(
+    stream: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_store: Path,
+    result_cache: Path,
+    cli,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", LONG_KEY)
+    (tmp_path / "leaky_steps.py").write_text(
+        "import os\n\n"
+        "def leak(echo):\n"
+        "    key = os.environ['OPENAI_API_KEY']\n"
+        "    return {'key': key, 'nested': [f'my key is {key}'], key: 'as a dict key'}\n"
+    )
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "nodes:\n"
+        "  echo: {role: researcher, task: 'say hi'}\n"
+        "  leak: {function: 'leaky_steps:leak', depends_on: [echo]}\n"
+    )
+    answer = f"Here is the key {LONG_KEY} and the local one {SHORT_KEY}, as asked."
+    pieces = [answer[i : i + 4] for i in range(0, len(answer), 4)]  # keys split over chunks
+    with RecordingServer(answer, pieces) as server:
+        out = tmp_path / "out"
+        args = ["run", flow, "--model", "openai:m", "--base-url", server.url]
+        args += ["--api-key", SHORT_KEY, "--json", "--out", out]
+        args += ["--stream"] if stream else ["--no-stream"]
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert server.requests, "the endpoint was never called"
+        assert server.requests[0]["body"].get("stream", False) is stream
+        run = json.loads(result.stdout)
+        report = tmp_path / "report.html"
+        assert cli("report", run["run_id"], "--html", report).exit_code == 0
+    echo = run["nodes"]["echo"]["output"]
+    assert echo == "Here is the key *** and the local one ***, as asked."
+    assert run["nodes"]["leak"]["output"]["key"] == "***"
+    written = _everything_written(out, private_store, result_cache.parent, report)
+    written += result.stdout.encode() + result.stderr.encode()
+    for key in (LONG_KEY, SHORT_KEY):
+        assert key.encode() not in written, f"{key!r} was written"
+    assert b"***" in written
+
+
+def test_short_keys_are_masked_as_words_not_inside_other_words() -> None:
+    from agentplex.llm.config import Secret, mask_secrets
+
+    Secret("ab1")
+    assert mask_secrets("key ab1, not xab1y") == "key ***, not xab1y"
+
+
+def test_stream_mask_holds_a_key_split_across_pieces() -> None:
+    from agentplex.llm.config import Secret, StreamMask
+
+    Secret("sk-stream-secret-value-42")
+    sent: list[str] = []
+    mask = StreamMask(sent.append)
+    for piece in ["a sk-str", "eam-secret-v", "alue-42 b", " c"]:
+        mask(piece)
+    mask.flush()
+    assert "".join(sent) == "a *** b c"
+    assert not any("sk-str" in s for s in sent)
