@@ -181,6 +181,50 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path) -> None:
     assert (tmp_path / "out" / "outputs" / "quick.md").exists()
 
 
+def test_ctrl_c_on_a_large_dag_at_low_concurrency_keeps_json_out_and_store(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "steps.py").write_text(
+        "from pathlib import Path\n\n"
+        "def ready():\n"
+        f"    Path({str(tmp_path / 'started')!r}).write_text('x')\n"
+        "    return 'go'\n"
+    )
+    lines = ["nodes:", "  start: {function: 'steps:ready'}"]
+    for i in range(600):
+        deps = ["start"] + [f"n{j}" for j in (i - 1, i - 5) if j >= 0]
+        lines.append(
+            f"  n{i}: {{role: researcher, task: step {i}, latency_s: 0.05, depends_on: {deps}}}"
+        )
+    wf = tmp_path / "large.yaml"
+    wf.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "runs.sqlite"
+    env = {**os.environ, "AGENTPLEX_SIM_SCALE": "1", "AGENTPLEX_STORE": str(store)}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "agentplex", "run", str(wf), "--max-concurrency", "1"]
+    cmd += ["--json", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few agents finish
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    record = json.loads(stdout)
+    assert record["status"] == "cancelled"
+    kept = {n for n, node in record["nodes"].items() if node["status"] == "succeeded"}
+    assert "start" in kept
+    assert len(record["nodes"]) == 601
+    assert json.loads((out / "run.json").read_text())["status"] == "cancelled"
+    shown = run_cli("show", record["run_id"], "--store", str(store), "--json")
+    assert shown.returncode == 0, shown.stderr
+    stored = json.loads(shown.stdout)
+    stored_ok = {n for n, node in stored["nodes"].items() if node["status"] == "succeeded"}
+    assert stored_ok == kept
+
+
 def test_file_functions_are_imported_from_beside_the_file_and_run_in_processes(tmp_path) -> None:
     (tmp_path / "my_steps.py").write_text(
         "import os\n\n"

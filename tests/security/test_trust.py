@@ -159,14 +159,14 @@ def test_resume_keeps_the_trust_the_run_started_with(
     assert result.exit_code == 1, result.output
     run_id = json.loads(result.stdout)["run_id"]
     # The file is changed to ask for code before the run is finished.
-    (tmp_path / "evil_steps.py").write_text(
+    (tmp_path / "evil_resume_steps.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
         "def step(first):\n    return 'ran'\n"
     )
     path.write_text(
         "nodes:\n"
         "  first: {role: researcher, task: one, latency_s: 0}\n"
-        "  slow: {function: 'evil_steps:step', depends_on: [first]}\n"
+        "  slow: {function: 'evil_resume_steps:step', depends_on: [first]}\n"
     )
     result = cli("resume", run_id)
     assert result.exit_code == 2, result.output
@@ -179,7 +179,7 @@ def test_resume_keeps_the_trust_the_run_started_with(
 
 def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "steps.py").write_text("def count(first):\n    return len(first)\n")
+    (tmp_path / "trusted_resume_steps.py").write_text("def count(first):\n    return len(first)\n")
     path = tmp_path / "flow.yaml"
     path.write_text(
         "nodes:\n"
@@ -192,7 +192,7 @@ def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli)
     path.write_text(
         "nodes:\n"
         "  first: {role: researcher, task: one, latency_s: 0}\n"
-        "  slow: {function: 'steps:count', depends_on: [first]}\n"
+        "  slow: {function: 'trusted_resume_steps:count', depends_on: [first]}\n"
     )
     result = cli("resume", run_id, "--json")
     assert result.exit_code == 0, result.output
@@ -203,7 +203,8 @@ def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli)
 def test_validate_and_graph_import_nothing_unless_asked(
     command: str, tmp_path: Path, marker: Path, cli
 ) -> None:
-    (tmp_path / "side_effect.py").write_text(
+    module = f"side_effect_{command}"  # one per test: an imported module is cached
+    (tmp_path / f"{module}.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
         "def step():\n    return 1\n"
     )
@@ -211,7 +212,7 @@ def test_validate_and_graph_import_nothing_unless_asked(
     path.write_text(
         "nodes:\n"
         "  a: {role: researcher, task: hi}\n"
-        "  b: {function: 'side_effect:step', depends_on: [a]}\n"
+        f"  b: {{function: '{module}:step', depends_on: [a]}}\n"
     )
     result = cli(command, path)
     assert result.exit_code == 0, result.output
