@@ -235,6 +235,15 @@ def test_cli_batch_reports_bad_rows_and_exits_1(tmp_path: Path, examples: Path) 
     assert "cannot read batch inputs" in bad.stderr
 
 
+def test_cli_shows_keys_and_errors_as_text_not_markup(tmp_path: Path, examples: Path) -> None:
+    jobs = write(tmp_path / "jobs.csv", 'key,topic\n[/],\n"[bold red]loud",\n')
+    proc = cli("batch", str(examples / "content_pipeline.yaml"), "--inputs", str(jobs), "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "[/]" in proc.stdout
+    assert "[bold red]loud" in proc.stdout
+
+
 def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> None:
     import os
     import signal
@@ -243,7 +252,7 @@ def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> No
     jobs = write(
         tmp_path / "jobs.jsonl",
         '{"key": "first", "topic": "q"}\n'
-        + "".join(f'{{"key": "slow{i}", "topic": "s{i}"}}\n' for i in range(3)),
+        + "".join(f'{{"key": "slow{i}", "topic": "s{i}"}}\n' for i in range(11)),
     )
     slow = write(
         tmp_path / "slow.yaml",
@@ -284,6 +293,13 @@ def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> No
     statuses = {i["key"]: i["status"] for i in record["items"]}
     assert statuses["first"] == "cancelled"  # its slow second node was cut short
     assert (out / "items" / "first" / "outputs" / "a.md").exists()  # what finished is kept
+    # Every item is listed, started or not: at most max_open (8) were admitted.
+    assert list(statuses) == ["first"] + [f"slow{i}" for i in range(11)]
+    assert set(statuses.values()) == {"cancelled", "pending"}
+    assert [statuses[f"slow{i}"] for i in range(7, 11)] == ["pending"] * 4
+    assert record["counts"]["pending"] >= 4
+    with (out / "summary.csv").open() as handle:
+        assert [r["key"] for r in csv.DictReader(handle)] == list(statuses)
 
 
 def test_benchmark_runs_every_design_on_the_same_items() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -190,3 +191,65 @@ def test_cli_export_needs_out_and_writes_files(examples: Path, tmp_path: Path) -
     )
     assert single.returncode == 0, single.stderr
     assert (tmp_path / "r" / "export.html").exists()
+
+
+HOSTILE = (
+    "# Notes <script>window.x=1</script>\n"
+    "- <img src=x onerror=alert(1)>\n"
+    "- R&D &amp; more\n"
+    "A paragraph with </p><iframe src=javascript:alert(1)></iframe>.\n"
+)
+
+
+def hostile_run() -> ap.RunResult:
+    wf = ap.Workflow("hostile <b>flow</b>", inputs=["topic"])
+
+    def answer(topic: str) -> str:
+        return HOSTILE
+
+    wf.function(answer, id="final")
+    return ap.run(wf, inputs={"topic": "<svg onload=alert(1)>\nsecond line"})
+
+
+def test_html_export_shows_model_markup_as_text(tmp_path: Path) -> None:
+    export_run(hostile_run(), tmp_path, ["html"])
+    html = (tmp_path / "export.html").read_text(encoding="utf-8")
+    parser = Strict()
+    parser.feed(html)
+    parser.close()
+    assert parser.stack == []
+    tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", html))
+    page = {"html", "head", "meta", "title", "style", "body", "section", "small", "p"}
+    assert tags == page | {"h1", "h2", "h3", "ul", "li"}  # the template's own, nothing else
+    text = "".join(parser.text)
+    assert "<img src=x onerror=alert(1)>" in text  # shown, as text
+    assert "</p><iframe src=javascript:alert(1)></iframe>" in text
+
+
+def test_markdown_export_has_no_live_html(tmp_path: Path) -> None:
+    export_run(hostile_run(), tmp_path, ["md"])
+    markdown = (tmp_path / "export.md").read_text(encoding="utf-8")
+    assert "<" not in markdown  # no raw tag survives, so a renderer shows it as text
+    assert "&lt;script>window.x=1&lt;/script>" in markdown
+    assert "R&D &amp;amp; more" in markdown  # an entity stays as typed once rendered
+    title = markdown.splitlines()[0]
+    assert title == "# hostile &lt;b>flow&lt;/b>: &lt;svg onload=alert(1)> second line"
+
+
+def test_batch_exports_stay_inside_the_item_folders(tmp_path: Path) -> None:
+    wf = ap.Workflow("content", inputs=["topic"])
+    wf.agent("presenter", "Slides on {topic}", id="present")
+    keys = ["../../escape", str(tmp_path / "abs"), ".", "A", "a"]
+    batch = ap.run_batch(wf, [{"key": k, "topic": "t"} for k in keys], out=tmp_path / "out")
+    runs = [(key, item.run) for key, item in batch.items() if item.run is not None]
+    folders = {key: item.folder for key, item in batch.items() if item.folder}
+    written = export_batch(runs, tmp_path / "out", ["md"], workers=1, folders=folders)
+    for key, paths in written.items():
+        (path,) = paths
+        assert path.parent == tmp_path / "out" / "items" / folders[key], key
+        assert (path.parent / "run.json").is_file()  # beside the item's own record
+    assert sorted(p.parent.name.lower() for p in (tmp_path / "out").rglob("export.md")) == sorted(
+        f.lower() for f in folders.values()
+    )
+    assert not list(tmp_path.glob("escape*"))
+    assert not (tmp_path / "abs").exists()

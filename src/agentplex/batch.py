@@ -15,9 +15,13 @@ Items are admitted lazily, a bounded number at a time (``max_open``, by
 default twice ``max_concurrency``), so a batch of 100,000 inputs holds only
 the runs in flight plus the finished items' results. An item's failure is its
 own: the others keep running (``error_policy`` applies inside an item). With
-``out``, each item's folder is written the moment it finishes, so an
-interrupted batch keeps everything that finished; ``batch.json`` and
-``summary.csv`` are written at the end, including after Ctrl-C.
+``out``, each item's folder (``items/<its key made safe>/``) is written the
+moment it finishes, so an interrupted batch keeps everything that finished;
+``batch.json`` and ``summary.csv`` are written at the end, including after
+Ctrl-C, and list every item: one that never started is ``pending``, one cut
+short is ``cancelled``. A write that fails (a full disk, a folder that is not
+writable) stops the batch: the items running are cancelled and the error,
+naming the path, is raised once the record is written as far as it can be.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentplex import events as ev
-from agentplex.batch_inputs import BatchItem, make_items, read_items
+from agentplex.batch_inputs import BatchItem, item_folders, make_items, read_items
 from agentplex.batch_result import BatchResult, ItemResult, item_from_run, write_summary
 from agentplex.bodies import NodeBodies
-from agentplex.exceptions import ConfigError
+from agentplex.exceptions import ConfigError, WorkflowFileError
 from agentplex.ids import new_run_id
 from agentplex.options import RunOptions
+from agentplex.result import write_text
 from agentplex.runner import _Run
 from agentplex.slots import SlotPool
 from agentplex.store import RunNotFoundError, RunRecord, RunStore, StoredNode, open_store
@@ -95,6 +100,11 @@ class _Batch:
         self.slots = SlotPool(options.max_concurrency)
         self.bodies = NodeBodies(compiled, options, run_id=self.batch_id, inputs={})
         self.results: dict[str, ItemResult] = {}
+        self.folders = item_folders(items)
+        """Each item's folder under ``out/items/``, by key (safe, unique, stable on resume)."""
+        self.started: set[str] = set()
+        """Keys of the items that started (the rest are ``pending`` if the batch stops)."""
+        self.write_failure: WorkflowFileError | None = None
         self.t0 = 0.0
 
     def now(self) -> float:
@@ -105,12 +115,27 @@ class _Batch:
             observer(event)
 
     def finish(self, item: ItemResult) -> None:
+        """Write the item's folder (if ``out``), report it and keep its result.
+
+        Raises:
+            WorkflowFileError: if the folder cannot be written (the result is
+                kept, without a folder).
+        """
+        failure = None
         if self.out is not None and item.run is not None:
-            item.run.write(self.out / "items" / item.key)
+            folder = self.folders[item.key]
+            try:
+                item.run.write(self.out / "items" / folder, key=item.key)
+            except WorkflowFileError as exc:
+                failure = self.write_failure = self.write_failure or exc
+            else:
+                item = dataclasses.replace(item, folder=folder)
         self.emit(ev.ItemFinished(self.batch_id, self.now(), item.key, item))
         if not self.keep:
             item = dataclasses.replace(item, run=None)  # written; free the outputs
         self.results[item.key] = item
+        if failure is not None:
+            raise failure
 
     def invalid(self, item: BatchItem, error: str) -> None:
         self.finish(
@@ -153,16 +178,22 @@ class _Batch:
         status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
         try:
             await self.run_items(runnable)
-        except BaseException:
-            status = "cancelled"
-            raise
+        except BaseException as exc:
+            if not self.stopped_by_write(exc):
+                status = "cancelled"
+                raise
+            status = "failed"
         finally:
             await self.bodies.aclose()
             result = self.result(status, [i.key for i in self.items])
             if self.out is not None:
-                self.out.mkdir(parents=True, exist_ok=True)
-                write_summary(self.out / "summary.csv", result.results.values())
-                (self.out / "batch.json").write_text(result.to_json() + "\n", encoding="utf-8")
+                try:
+                    write_summary(self.out / "summary.csv", result.results.values())
+                    write_text(
+                        self.out / "batch.json", result.to_json() + "\n", what="the batch record"
+                    )
+                except WorkflowFileError as exc:
+                    self.write_failure = self.write_failure or exc
             if self.store is not None:
                 summary = result.to_dict()
                 for row in summary["items"]:  # the batch record holds the inputs already
@@ -171,7 +202,20 @@ class _Batch:
                 with contextlib.suppress(BaseException):
                     await self.store.sync()
             self.emit(ev.BatchFinished(self.batch_id, result.wall_s, result))
+        if self.write_failure is not None:
+            raise self.write_failure
         return result
+
+    def stopped_by_write(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is only the item tasks' failed writes (then the batch just stops)."""
+        if self.write_failure is None:
+            return False
+        if exc is self.write_failure:
+            return True
+        if not isinstance(exc, BaseExceptionGroup):
+            return False
+        _writes, rest = exc.split(WorkflowFileError)
+        return rest is None
 
     async def run_items(self, runnable: list[BatchItem]) -> None:
         """Run every item here, at most ``max_open`` at once, by priority then arrival."""
@@ -258,6 +302,7 @@ class _Batch:
                 batch_id=self.batch_id,
                 item_key=item.key,
             )
+            self.started.add(item.key)
             self.emit(ev.ItemStarted(self.batch_id, started, item.key, run.run_id))
             result = await run.execute()
         except ConfigError as exc:  # this row's inputs
@@ -265,7 +310,8 @@ class _Batch:
             return
         except asyncio.CancelledError:
             if run is not None and run.final is not None:
-                self.finish(self.summarize(item, run.final, started))
+                with contextlib.suppress(WorkflowFileError):  # kept in write_failure
+                    self.finish(self.summarize(item, run.final, started))
             raise
         finally:
             gate.release()
@@ -285,10 +331,10 @@ class _Batch:
     def result(
         self, status: Literal["succeeded", "failed", "cancelled"], keys: list[str]
     ) -> BatchResult:
-        ordered = {k: self.results[k] for k in keys if k in self.results}
-        if status == "succeeded" and (
-            len(ordered) < len(keys) or any(not i.success for i in ordered.values())
-        ):
+        """The batch's result: every item in input order, ``pending`` if it never started."""
+        by_key = {item.key: item for item in self.items}
+        ordered = {k: self.results.get(k) or self.unfinished(by_key[k]) for k in keys}
+        if status == "succeeded" and any(not i.success for i in ordered.values()):
             status = "failed"
         return BatchResult(
             self.batch_id,
@@ -298,6 +344,35 @@ class _Batch:
             self.options.max_concurrency,
             self.options.resolved_strategy(),
             ordered,
+        )
+
+    def unfinished(self, item: BatchItem) -> ItemResult:
+        """The result of an item the batch ended without: cancelled if it started."""
+        if item.error is not None:
+            return ItemResult(
+                item.key,
+                "invalid",
+                item.inputs,
+                error=item.error,
+                where=item.where,
+                priority=item.priority,
+            )
+        if item.key in self.started:
+            return ItemResult(
+                item.key,
+                "cancelled",
+                item.inputs,
+                error="the batch stopped before the item finished",
+                where=item.where,
+                priority=item.priority,
+            )
+        return ItemResult(
+            item.key,
+            "pending",
+            item.inputs,
+            error="the batch stopped before the item started",
+            where=item.where,
+            priority=item.priority,
         )
 
 
@@ -339,9 +414,10 @@ async def arun_batch(
         InvalidWorkflowError: if the workflow does not validate.
         ConfigError: for a bad option, an unknown input column, or a provider
             that cannot be used (before anything runs).
-        WorkflowFileError: if the input file cannot be read.
+        WorkflowFileError: if the input file cannot be read or is not UTF-8
+            text, or if writing to ``out`` fails (the batch stops).
         asyncio.CancelledError: if cancelled; ``out`` still gets every
-            finished item and the batch record.
+            finished item and the batch record, which lists every item.
     """
     compiled = workflow if isinstance(workflow, CompiledWorkflow) else workflow.compile()
     try:

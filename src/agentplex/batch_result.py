@@ -4,23 +4,35 @@
 ``for key, item in results.items()`` works; it also carries the batch-level
 figures (wall time, sequential estimate, speedup, tokens, cost) and writes
 the result folder: ``batch.json`` (the record), ``summary.csv`` (a row per
-item) and ``items/<key>/`` (each item's ``run.json`` and node outputs).
+item) and ``items/<folder>/`` (each item's ``run.json`` and node outputs),
+where ``<folder>`` is the item's key made safe
+(:func:`~agentplex.batch_inputs.item_folders`); ``batch.json`` and each
+``run.json`` keep the key itself.
+
+``summary.csv`` is meant for spreadsheets, which run a cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula. Every
+text cell (key, status, error) that starts with one of those gets a leading
+``'`` (OWASP's advice for CSV injection), so ``=HYPERLINK(...)`` shows as
+text. Figures agentplex formats itself (times, tokens, cost) are written as
+plain numbers: they never start with such a character.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from agentplex.llm.base import Usage
-from agentplex.result import RunResult
+from agentplex.result import RunResult, SafeNames, write_error, write_text
 
-ItemStatus = Literal["succeeded", "failed", "cancelled", "invalid"]
-"""``invalid``: the row could not become a run (a malformed line, a bad input)."""
+ItemStatus = Literal["succeeded", "failed", "cancelled", "invalid", "pending"]
+"""``invalid``: the row could not become a run (a malformed line, a bad input);
+``pending``: the batch ended (Ctrl-C) before the item started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ class ItemResult:
     cost_usd: float | None = None
     sequential_s: float = 0.0
     """Sum of the item's node durations."""
+    folder: str | None = None
+    """Its folder under ``items/`` once written (the key made safe)."""
 
     @property
     def success(self) -> bool:
@@ -62,6 +76,7 @@ class ItemResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
+            "folder": self.folder,
             "success": self.success,
             "status": self.status,
             "where": self.where,
@@ -86,6 +101,7 @@ def item_from_run(
     where: str | None,
     priority: float,
     keep: bool,
+    folder: str | None = None,
 ) -> ItemResult:
     """Summarize one item's run (keeping the full result if ``keep``)."""
     error = None
@@ -113,6 +129,7 @@ def item_from_run(
         run.usage,
         run.cost_usd,
         run.sequential_s,
+        folder,
     )
 
 
@@ -198,38 +215,64 @@ class BatchResult(Mapping[str, ItemResult]):
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def write(self, folder: str | Path) -> Path:
-        """Write ``batch.json``, ``summary.csv`` and each kept item's folder; return the record."""
+        """Write ``batch.json``, ``summary.csv`` and each kept item's folder; return the record.
+
+        Raises:
+            WorkflowFileError: naming the path, if a write fails.
+        """
         out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        for item in self.results.values():
+        names = SafeNames(item.folder for item in self.results.values() if item.folder)
+        written: dict[str, ItemResult] = {}
+        for key, item in self.results.items():
             if item.run is not None:
-                item.run.write(out / "items" / item.key)
-        write_summary(out / "summary.csv", self.results.values())
+                name = item.folder or names(key)
+                item.run.write(out / "items" / name, key=key)
+                item = dataclasses.replace(item, folder=name)
+            written[key] = item
+        result = dataclasses.replace(self, results=written)
+        write_summary(out / "summary.csv", written.values())
         record = out / "batch.json"
-        record.write_text(self.to_json() + "\n", encoding="utf-8")
+        write_text(record, result.to_json() + "\n", what="the batch record")
         return record
 
 
 SUMMARY_COLUMNS = ("key", "status", "wall_s", "input_tokens", "output_tokens", "cost_usd", "error")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet runs a cell starting with one of these as a formula (OWASP)."""
 
 
-def write_summary(path: Path, items: Any) -> None:
-    """Write one CSV row per item: key, status, wall time, tokens, cost, error."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SUMMARY_COLUMNS)
-        for item in items:
-            writer.writerow(
-                [
-                    item.key,
-                    item.status,
-                    f"{item.wall_s:.3f}",
-                    item.usage.input_tokens,
-                    item.usage.output_tokens,
-                    "" if item.cost_usd is None else f"{item.cost_usd:.6f}",
-                    item.error or "",
-                ]
-            )
+def cell(text: str) -> str:
+    """Return ``text`` as a CSV cell no spreadsheet runs: a formula start gets a leading ``'``."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_summary(path: Path, items: Iterable[ItemResult]) -> None:
+    """Write one CSV row per item: key, status, wall time, tokens, cost, error.
+
+    Text cells are neutralised with :func:`cell`; the figures are numbers.
+
+    Raises:
+        WorkflowFileError: naming the path, if the write fails.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SUMMARY_COLUMNS)
+            for item in items:
+                writer.writerow(
+                    [
+                        cell(item.key),
+                        cell(item.status),
+                        f"{item.wall_s:.3f}",
+                        item.usage.input_tokens,
+                        item.usage.output_tokens,
+                        "" if item.cost_usd is None else f"{item.cost_usd:.6f}",
+                        cell(item.error or ""),
+                    ]
+                )
+    except OSError as exc:
+        raise write_error(exc, path, "the batch summary") from None
 
 
 def _round(value: float | None) -> float | None:

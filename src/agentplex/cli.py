@@ -153,9 +153,7 @@ def _load(
     try:
         wf = load_workflow(path, trusted=trusted, lenient=lenient)
         mode = on_cycle.value.replace("-", "_")
-        if imports:
-            return wf.compile(lenient=lenient, on_cycle=mode)  # type: ignore[arg-type]
-        return wf.compile(lenient=lenient, on_cycle=mode, imports=False)  # type: ignore[arg-type, call-arg]
+        return wf.compile(lenient=lenient, on_cycle=mode, imports=imports)  # type: ignore[arg-type]
     except InvalidWorkflowError as exc:
         console = _stderr()
         console.print(
@@ -279,7 +277,10 @@ def run(
     except AgentplexError as exc:
         _die(str(exc))
     if out is not None:
-        record = result.write(out)
+        try:
+            record = result.write(out)
+        except (AgentplexError, OSError) as exc:
+            _die(f"{exc}; the run itself is in the store" if not no_store else str(exc))
         if show:
             console.print(f"wrote {record} and {len(result.outputs)} outputs in {out / 'outputs'}")
         if formats:
@@ -311,6 +312,7 @@ def run(
 def _print_final_outputs(console: Console, compiled: CompiledWorkflow, result: RunResult) -> None:
     """Print the outputs of the sinks (nodes nothing depends on)."""
     from rich.panel import Panel
+    from rich.text import Text
 
     from agentplex.graph import successors
 
@@ -320,7 +322,10 @@ def _print_final_outputs(console: Console, compiled: CompiledWorkflow, result: R
         if children or node.status != "succeeded":
             continue
         text = node.output if isinstance(node.output, str) else repr(node.output)
-        console.print(Panel(text, title=f"output of {node_id}", title_align="left", expand=False))
+        # An output is the model's text: shown as text, never read as rich markup.
+        console.print(
+            Panel(Text(text), title=Text(f"output of {node_id}"), title_align="left", expand=False)
+        )
 
 
 @app.command()

@@ -143,8 +143,9 @@ def batch(
         _die(str(exc))
     if formats and out is not None:
         runs = [(key, item.run) for key, item in result.items() if item.run is not None]
+        folders = {key: item.folder for key, item in result.items() if item.folder}
         try:
-            export_batch(runs, out, formats)
+            export_batch(runs, out, formats, folders=folders)
         except AgentplexError as exc:
             _die(str(exc))
         if not json_out:
@@ -154,7 +155,10 @@ def batch(
     else:
         console.print(render_batch_summary(result))
         if out is not None:
-            console.print(f"wrote {out / 'batch.json'}, {out / 'summary.csv'} and {out / 'items'}/")
+            console.print(
+                f"wrote {out / 'batch.json'}, {out / 'summary.csv'} and {out / 'items'}/",
+                markup=False,
+            )
         if not no_store:
             hint = "" if result.ok else f"; finish it with: agentplex resume {result.batch_id}"
             console.print(f"batch {result.batch_id} is recorded{hint}")
@@ -172,17 +176,54 @@ DEFAULT_OUT = Path("results")
 def _export_formats(
     export: str | None, out: Path | None, die: Any
 ) -> tuple[tuple[str, ...], Path | None]:
-    """Parse --export before anything runs; exports go to --out, by default ./results."""
+    """Parse --export and check --out before anything runs; exports go to --out (./results).
+
+    ``die(message)`` is called (and must not return) for an unknown format or
+    an ``--out`` that cannot be a folder (see :func:`check_out_folder`).
+    """
     from agentplex.exceptions import ConfigError
     from agentplex.exports import parse_formats
 
-    if export is None:
-        return (), out
-    try:
-        return parse_formats(export), out or DEFAULT_OUT
-    except ConfigError as exc:
-        die(str(exc))
-    return (), out
+    formats: tuple[str, ...] = ()
+    if export is not None:
+        try:
+            formats = parse_formats(export)
+        except ConfigError as exc:
+            die(str(exc))
+        out = out or DEFAULT_OUT
+    if out is not None:
+        check_out_folder(out, die)
+    return formats, out
+
+
+def check_out_folder(out: Path, die: Any, *, flag: str = "--out") -> None:
+    """Call ``die(message)`` if ``out`` is, or is inside, something that is not a folder.
+
+    For every command that writes a folder (run, batch, ask, plan): checked
+    before any work runs, so a typo never costs a run. A folder that does
+    not exist yet is fine: it is created.
+    """
+    if out.exists() and not out.is_dir():
+        die(
+            f"{flag} {out} is a file, not a folder. Fix: give a folder (it is created if "
+            "missing), or move the file away."
+        )
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                die(
+                    f"{flag} {out}: {parent} is a file, so no folder can be made inside it. "
+                    "Fix: give a path whose parents are folders."
+                )
+            break
+
+
+def check_report_path(path: Path, die: Any, *, flag: str = "--html") -> None:
+    """Call ``die(message)`` if no file can be written at ``path`` (a folder is there)."""
+    if path.is_dir():
+        example = path / ("bench.png" if flag == "--plot" else "report.html")
+        die(f"{flag} {path} is a folder. Fix: name the file, e.g. {flag} {example}")
+    check_out_folder(path.parent, die, flag=f"{flag} {path}:")
 
 
 def render_batch_summary(result: BatchResult) -> RenderableType:
@@ -197,8 +238,10 @@ def render_batch_summary(result: BatchResult) -> RenderableType:
         table = Table(title=f"{len(failed)} item(s) did not succeed", title_justify="left")
         for column in ("key", "status", "where", "error"):
             table.add_column(column, overflow="fold")
-        for item in failed[:50]:
-            table.add_row(item.key, item.status, item.where or "", item.error or "")
+        for item in failed[:50]:  # Text: a key or an error is never read as rich markup
+            table.add_row(
+                Text(item.key), Text(item.status), Text(item.where or ""), Text(item.error or "")
+            )
         parts.append(table)
         if len(failed) > 50:
             parts.append(Text(f"... and {len(failed) - 50} more (see summary.csv)"))
@@ -249,6 +292,8 @@ def bench(
     from agentplex.cli import OnCycleChoice, _die, _load
     from agentplex.exceptions import AgentplexError
 
+    if plot_path is not None:
+        check_report_path(plot_path, _die, flag="--plot")
     compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
     console = Console(highlight=False)
     log = Console(stderr=True, highlight=False)
@@ -277,6 +322,11 @@ def bench(
         _die("interrupted", EXIT_INTERRUPTED)
     except AgentplexError as exc:
         _die(str(exc))
+    except OSError as exc:  # the plot could not be written
+        _die(
+            f"{plot_path}: cannot write the plot: {exc.strerror or exc}. "
+            "Fix: choose another --plot path."
+        )
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
@@ -331,9 +381,10 @@ def report(
 
     from agentplex.cli import _die
     from agentplex.exceptions import AgentplexError
-    from agentplex.report.html import record_from_store, render_html, write_report
+    from agentplex.report.html import record_from_store, render_html, save_report, write_report
     from agentplex.store import open_store
 
+    check_report_path(html, _die)
     try:
         if Path(record).is_file():
             out = write_report(record, html)
@@ -343,8 +394,7 @@ def report(
                 data, items = record_from_store(run_store, record)
             finally:
                 run_store.close()
-            html.write_text(render_html(data, items), encoding="utf-8")
-            out = html
+            out = save_report(render_html(data, items, where=f"run {record} in the store"), html)
     except AgentplexError as exc:
         _die(str(exc))
-    Console(highlight=False).print(f"wrote {out}")
+    Console(highlight=False).print(f"wrote {out}", markup=False)

@@ -79,11 +79,16 @@ def plan(
     import asyncio
 
     from rich.console import Console
+    from rich.markup import escape
 
     from agentplex.cli import EXIT_FAILED, _die
+    from agentplex.cli_batch import check_out_folder
     from agentplex.exceptions import AgentplexError
     from agentplex.planning.ask import aplan
 
+    for path, flag in ((out, "--out"), (save.parent if save else None, "--save")):
+        if path is not None:
+            check_out_folder(path, _die, flag=flag)
     try:
         options = options_from(locals(), max_concurrency=4)
         result = asyncio.run(
@@ -102,16 +107,14 @@ def plan(
         if json_out:
             sys.stdout.write(result.to_json() + "\n")
         else:
-            Console(highlight=False, stderr=True).print(f"[red]error:[/] {error}")
+            Console(highlight=False, stderr=True).print(f"[red]error:[/] {escape(error)}")
         raise typer.Exit(EXIT_FAILED)
     saved = _plan_file(result.plan)
     text = json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
-    for path in (save, out / "plan.json" if out is not None else None):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+    writes = [(save, text)] if save is not None else []
     if out is not None:
-        (out / "plan_record.json").write_text(result.to_json() + "\n", encoding="utf-8")
+        writes += [(out / "plan.json", text), (out / "plan_record.json", result.to_json() + "\n")]
+    _write_all(writes, _die)
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
         return
@@ -119,6 +122,16 @@ def plan(
     _show_plan(console, question, saved, result)
     if save is not None:
         console.print(f"wrote {save}; run it with: agentplex run {save}")
+
+
+def _write_all(writes: list[tuple[Path, str]], die: Any) -> None:
+    """Write each ``(path, text)``, creating folders; a failed write is one line (``die``)."""
+    for path, text in writes:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            die(f"cannot write {path}: {exc.strerror or exc}. Fix: check the path and free space.")
 
 
 def _plan_file(accepted: Any) -> dict[str, Any]:
@@ -211,13 +224,18 @@ def ask(
     import asyncio
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.panel import Panel
+    from rich.text import Text
 
     from agentplex.cli import EXIT_FAILED, EXIT_INTERRUPTED, _die
+    from agentplex.cli_batch import check_out_folder
     from agentplex.exceptions import AgentplexError
     from agentplex.planning.ask import aask
     from agentplex.report.terminal import LiveView, render_summary
 
+    if out is not None:
+        check_out_folder(out, _die)
     console = Console(highlight=False)
     live = not json_out and not quiet and console.is_terminal
     observers: list[Any] = [LiveView(console)] if live else []
@@ -245,15 +263,18 @@ def ask(
     except AgentplexError as exc:
         _die(str(exc))
     if out is not None:
-        result.run.write(out)
-        (out / "ask.json").write_text(result.to_json() + "\n", encoding="utf-8")
+        try:
+            result.run.write(out)
+        except (AgentplexError, OSError) as exc:
+            _die(str(exc))
+        _write_all([(out / "ask.json", result.to_json() + "\n")], _die)
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:
-        if result.answer and not quiet:
-            console.print(Panel(result.answer, title="answer", title_align="left"))
+        if result.answer and not quiet:  # model text: shown as text, never as markup
+            console.print(Panel(Text(result.answer), title="answer", title_align="left"))
         for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
         figures = result.planning
         first = figures.get("first_node_s")
         console.print(

@@ -7,13 +7,21 @@ section. PowerPoint uses ``python-pptx`` and PDF ``reportlab``, both in the
 ``export`` extra and imported only when asked for.
 
 A batch exports every item, in parallel: one task per item in a process pool
-(building slides and PDF pages is CPU-bound Python).
+(building slides and PDF pages is CPU-bound Python), each into the item's
+folder under ``items/`` (its key made safe, as the batch wrote it).
+
+Outputs are model text, so untrusted: the HTML export renders them through
+the autoescaping Jinja2 template ``report/templates/export.html.j2``; the
+Markdown export keeps them as text but escapes ``<`` (and ``&`` where it
+would start an entity), so no raw HTML in an output becomes live when the
+Markdown is rendered, and titles and headings stay one line each; the PDF
+escapes reportlab's markup. A failed write raises one line naming the path.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from html import escape
@@ -21,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentplex.exceptions import ConfigError, MissingExtraError
-from agentplex.result import RunResult
+from agentplex.result import RunResult, SafeNames, write_error
 
 FORMATS = ("md", "html", "pptx", "pdf")
 
@@ -67,7 +75,21 @@ def final_sections(result: RunResult) -> list[Section]:
 def export_sections(
     title: str, sections: Sequence[Section], folder: str | Path, formats: Sequence[str]
 ) -> list[Path]:
-    """Write ``title`` and ``sections`` as ``<folder>/export.<format>`` for each format."""
+    """Write ``title`` and ``sections`` as ``<folder>/export.<format>`` for each format.
+
+    Raises:
+        WorkflowFileError: naming the path, if a write fails.
+    """
+    try:
+        return _write_sections(title, sections, folder, formats)
+    except OSError as exc:
+        raise write_error(exc, Path(folder), "the export") from None
+
+
+def _write_sections(
+    title: str, sections: Sequence[Section], folder: str | Path, formats: Sequence[str]
+) -> list[Path]:
+    """:func:`export_sections`, raising the plain ``OSError`` (it pickles, for workers)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     writers = {"md": _markdown, "html": _html, "pptx": _pptx, "pdf": _pdf}
@@ -92,11 +114,27 @@ def export_batch(
     formats: Sequence[str],
     *,
     workers: int | None = None,
+    folders: Mapping[str, str] | None = None,
 ) -> dict[str, list[Path]]:
-    """Export each item's final outputs into ``<folder>/items/<key>/``, items in parallel."""
+    """Export each item's final outputs into ``<folder>/items/<item folder>/``, in parallel.
+
+    ``folders`` maps keys to the folders the batch wrote (``ItemResult.folder``);
+    a key without one gets its :class:`~agentplex.result.SafeNames` name, so a
+    key never chooses a path.
+
+    Raises:
+        WorkflowFileError: naming the path, if a write fails.
+    """
     _check_extras(formats)
+    given = dict(folders or {})
+    names = SafeNames(given.values())
     jobs = [
-        (key, _title(run, key), final_sections(run), Path(folder) / "items" / key)
+        (
+            key,
+            _title(run, key),
+            final_sections(run),
+            Path(folder) / "items" / (given.get(key) or names(key)),
+        )
         for key, run in results
     ]
     if len(jobs) <= 1 or workers == 1:
@@ -106,9 +144,15 @@ def export_batch(
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {
-            key: pool.submit(export_sections, t, s, f, tuple(formats)) for key, t, s, f in jobs
+            key: (f, pool.submit(_write_sections, t, s, f, tuple(formats))) for key, t, s, f in jobs
         }
-        return {key: future.result() for key, future in futures.items()}
+        done: dict[str, list[Path]] = {}
+        for key, (path, future) in futures.items():
+            try:
+                done[key] = future.result()
+            except OSError as exc:
+                raise write_error(exc, path, "the export") from None
+        return done
 
 
 def _title(result: RunResult, key: str | None = None) -> str:
@@ -190,39 +234,43 @@ def slides(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _markdown(title: str, sections: Sequence[Section], path: Path) -> None:
-    parts = [f"# {title}\n"]
+    parts = [f"# {_md_line(title)}\n"]
     for s in sections:
-        parts.append(f"\n## {s.node_id} ({s.role})\n\n{s.text.strip()}\n")
-    path.write_text("".join(parts), encoding="utf-8")
+        parts.append(
+            f"\n## {_md_line(s.node_id)} ({_md_line(s.role)})\n\n{_md_text(s.text.strip())}\n"
+        )
+    path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
+
+
+_ENTITY = re.compile(r"&(?=#?\w+;)")
+
+
+def _md_text(text: str) -> str:
+    """Markdown text with no live HTML: ``<`` becomes ``&lt;``, an entity's ``&`` ``&amp;``."""
+    return _ENTITY.sub("&amp;", text).replace("<", "&lt;")
+
+
+def _md_line(text: str) -> str:
+    """:func:`_md_text` on one line (a title or heading cannot start a new block)."""
+    return _md_text(" ".join(text.split()))
 
 
 def _html(title: str, sections: Sequence[Section], path: Path) -> None:
-    body = [f"<h1>{escape(title)}</h1>"]
+    from agentplex.report.templating import render
+
+    views = []
     for s in sections:
-        body.append(f"<section><h2>{escape(s.node_id)} <small>({escape(s.role)})</small></h2>")
-        in_list = False
+        parts: list[tuple[str, Any]] = []
         for kind, value in blocks(s.text):
-            if kind == "bullet" and not in_list:
-                body.append("<ul>")
-                in_list = True
-            elif kind != "bullet" and in_list:
-                body.append("</ul>")
-                in_list = False
-            tag = {"heading": "h3", "bullet": "li", "paragraph": "p"}[kind]
-            body.append(f"<{tag}>{escape(value)}</{tag}>")
-        if in_list:
-            body.append("</ul>")
-        body.append("</section>")
-    css = (
-        "body{font:15px/1.5 system-ui,sans-serif;max-width:860px;margin:32px auto;padding:0 16px;"
-        "color:#222}h2{border-bottom:1px solid #ddd;margin-top:32px}small{color:#777;"
-        "font-weight:normal}"
-    )
-    path.write_text(
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
-        f"</title><style>{css}</style></head><body>{''.join(body)}</body></html>\n",
-        encoding="utf-8",
-    )
+            if kind == "bullet":
+                if not parts or parts[-1][0] != "ul":
+                    parts.append(("ul", []))
+                parts[-1][1].append(value)
+            else:
+                parts.append((kind, value))
+        views.append({"node_id": s.node_id, "role": s.role, "parts": parts})
+    html = render("export.html.j2", title=title, sections=views)
+    path.write_text(html, encoding="utf-8", errors="backslashreplace")
 
 
 def _pptx(title: str, sections: Sequence[Section], path: Path) -> None:

@@ -5,18 +5,111 @@ one-after-another execution would have taken); ``critical_path_s`` is the
 longest chain of dependent durations, the lower bound of any schedule.
 ``speedup`` is sequential over wall; ``efficiency`` is critical path over
 wall (1.0 means the run was as fast as its dependencies allow).
+
+Names nobody vetted as file names (node ids of planned agents, batch keys)
+become file and folder names only through :func:`safe_name` and
+:class:`SafeNames`: one path segment of ``[A-Za-z0-9._-]``, never ``.``,
+``..`` or empty, at most :data:`MAX_NAME` characters plus a short hash of the
+original when anything had to change, and unique ignoring case. The
+original names are recorded beside the files (``run.json``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentplex.exceptions import RunFailedError
+from agentplex.exceptions import RunFailedError, WorkflowFileError
 from agentplex.llm.base import Usage
+
+MAX_NAME = 100
+"""Characters of a safe name before its hash suffix (a name stays far below 255 bytes)."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,119}")
+_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{p}{n}" for p in ("com", "lpt") for n in range(1, 10)]
+)
+"""Names Windows reserves for devices, whatever their extension."""
+
+
+def safe_name(name: str) -> str:
+    """Return ``name`` as one readable, safe file-name segment.
+
+    Characters outside ``[A-Za-z0-9._-]`` become ``_``; leading and trailing
+    dots go (so never ``.``, ``..`` or a hidden file); Windows device names
+    get a ``_`` prefix. A name that had to change, or is longer than
+    :data:`MAX_NAME`, is cut and gets ``-`` and 8 hex digits of the original's
+    SHA-256, so two different names never change into the same one.
+    """
+    base = _UNSAFE.sub("_", name).strip(".")
+    if base.split(".")[0].lower() in _DEVICES:
+        base = "_" + base
+    if base == name and len(base) <= MAX_NAME:
+        return base
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{base[:MAX_NAME]}-{digest}" if base else digest
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` is one path segment :func:`safe_name` could have made."""
+    return isinstance(name, str) and _SAFE.fullmatch(name) is not None
+
+
+class SafeNames:
+    """Give each name a :func:`safe_name`, unique ignoring case, in the order asked.
+
+    A second name that would get a name already given (``Report`` after
+    ``report``, or a name equal to another's hashed form) gets ``-2``,
+    ``-3``... appended. The same name always gets the same answer.
+    """
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.names: dict[str, str] = {}
+        """Original name -> safe name, for every name asked so far."""
+        self._taken = {name.lower() for name in taken}
+
+    def __call__(self, name: str) -> str:
+        """Return the safe name of ``name``."""
+        if name in self.names:
+            return self.names[name]
+        base = candidate = safe_name(name)
+        n = 1
+        while candidate.lower() in self._taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        self._taken.add(candidate.lower())
+        self.names[name] = candidate
+        return candidate
+
+
+def write_text(path: Path, text: str, *, what: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, creating its folder.
+
+    Raises:
+        WorkflowFileError: naming the path, if the write fails (permission,
+            a full disk, a file where a folder should be).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", errors="backslashreplace")
+    except OSError as exc:
+        raise write_error(exc, path, what) from None
+
+
+def write_error(exc: OSError, path: Path, what: str) -> WorkflowFileError:
+    """The one-line error for a failed write of ``what`` at ``path``."""
+    where = exc.filename if isinstance(exc.filename, str) else str(path)
+    return WorkflowFileError(
+        where,
+        f"cannot write {what}: {exc.strerror or exc}. Fix: make sure the folder is writable "
+        "and the disk has room, or write somewhere else.",
+    )
+
 
 NodeStatus = Literal["succeeded", "failed", "skipped", "cancelled", "pending"]
 RunStatus = Literal["succeeded", "failed", "cancelled"]
@@ -221,25 +314,43 @@ class RunResult:
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def write(self, folder: str | Path) -> Path:
+    def write(self, folder: str | Path, *, key: str | None = None) -> Path:
         """Write ``run.json`` and one file per succeeded node's output into ``folder``.
 
-        Text outputs go to ``<node>.md``, anything else to ``<node>.json``.
+        Text outputs go to ``outputs/<node>.md``, anything else to
+        ``outputs/<node>.json``, where ``<node>`` is the node id made safe
+        (:class:`SafeNames`); ``run.json`` maps every node id to its file
+        (``output_files``) and, for a batch item, records its ``key``.
         Returns the path of ``run.json``.
+
+        Raises:
+            WorkflowFileError: naming the path, if a write fails.
         """
         out = Path(folder)
-        (out / "outputs").mkdir(parents=True, exist_ok=True)
+        try:
+            (out / "outputs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(exc, out, "the run's results") from None
+        names = SafeNames()
+        files: dict[str, str] = {}
         for nid, node in self.nodes.items():
             if node.status != "succeeded":
                 continue
             if isinstance(node.output, str):
-                (out / "outputs" / f"{nid}.md").write_text(node.output + "\n", encoding="utf-8")
+                name, text = f"{names(nid)}.md", node.output
             else:
+                name = f"{names(nid)}.json"
                 text = json.dumps(_jsonable(node.output), indent=2, ensure_ascii=False)
-                (out / "outputs" / f"{nid}.json").write_text(text + "\n", encoding="utf-8")
-        record = out / "run.json"
-        record.write_text(self.to_json() + "\n", encoding="utf-8")
-        return record
+            write_text(out / "outputs" / name, text + "\n", what=f"the output of node {nid!r}")
+            files[nid] = f"outputs/{name}"
+        record = self.to_dict()
+        if key is not None:
+            record = {"key": key, **record}
+        record["output_files"] = files
+        path = out / "run.json"
+        text = json.dumps(record, indent=2, ensure_ascii=False)
+        write_text(path, text + "\n", what="the run record")
+        return path
 
 
 def _round(value: float | None) -> float | None:

@@ -100,9 +100,9 @@ def render_summary(result: RunResult, *, nodes: bool = True) -> RenderableType:
             result.nodes.values(), key=lambda n: (n.started_s is None, n.started_s or 0)
         ):
             tokens = f"{node.usage.total_tokens}" if node.usage else ""
-            table.add_row(
-                node.node_id,
-                node.role or node.kind,
+            table.add_row(  # Text: an id or role is never read as rich markup
+                Text(node.node_id),
+                Text(node.role or node.kind),
                 Text(node.status, style=_STATUS_STYLE.get(node.status, "")),
                 _fmt(node.started_s),
                 _fmt(node.finished_s),
