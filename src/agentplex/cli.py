@@ -22,6 +22,7 @@ from agentplex.cli_options import (
     ErrorPolicyOpt,
     ExecutorOpt,
     ExportOpt,
+    ImportOpt,
     JsonOutOpt,
     MaxConcurrencyOpt,
     MaxInflightOpt,
@@ -39,6 +40,8 @@ from agentplex.cli_options import (
     TimeoutOpt,
     TotalTimeoutOpt,
     TpmOpt,
+    TrustOpt,
+    UntrustedOpt,
     options_from,
 )
 
@@ -85,27 +88,6 @@ OnCycleOpt = Annotated[
     OnCycleChoice,
     typer.Option(
         "--on-cycle", help="On a dependency cycle: fail, or drop dependencies on later nodes."
-    ),
-]
-UntrustedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--untrusted",
-        help="Treat the file as untrusted: no Python functions, endpoints, keys or headers.",
-    ),
-]
-TrustOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trust",
-        help="Trust a meta-agent plan file (untrusted by default: plans are what LLMs write).",
-    ),
-]
-ImportOpt = Annotated[
-    bool,
-    typer.Option(
-        "--import",
-        help="Import the modules the file's function: steps name, to check them too.",
     ),
 ]
 

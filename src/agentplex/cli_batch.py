@@ -33,6 +33,8 @@ from agentplex.cli_options import (
     TimeoutOpt,
     TotalTimeoutOpt,
     TpmOpt,
+    TrustOpt,
+    UntrustedOpt,
     options_from,
 )
 
@@ -86,6 +88,8 @@ def batch(
     no_cache: NoCacheOpt = False,
     executor: ExecutorOpt = None,
     dask: DaskOpt = None,
+    untrusted: UntrustedOpt = False,
+    trust: TrustOpt = False,
     shard: Annotated[
         bool,
         typer.Option(
@@ -108,7 +112,9 @@ def batch(
     from agentplex.report.batch_progress import BatchProgress
 
     formats, out = _export_formats(export, out, _die)
-    compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
+    compiled = _load(
+        workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=untrusted, trust=trust
+    )
     console = Console(highlight=False)
     log = Console(stderr=True, highlight=False)
     finished: list[BatchResult] = []
@@ -294,7 +300,7 @@ def bench(
 
     if plot_path is not None:
         check_report_path(plot_path, _die, flag="--plot")
-    compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error, untrusted=False)
+    compiled = _load(workflow, lenient=False, on_cycle=OnCycleChoice.error)
     console = Console(highlight=False)
     log = Console(stderr=True, highlight=False)
     chosen = [d.strip() for d in designs.split(",") if d.strip()]

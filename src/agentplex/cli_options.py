@@ -236,3 +236,26 @@ DaskOpt = Annotated[
         "[default: $AGENTPLEX_DASK].",
     ),
 ]
+
+
+UntrustedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--untrusted",
+        help="Treat the file as untrusted: no Python functions, endpoints, keys or headers.",
+    ),
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Trust a meta-agent plan file (untrusted by default: plans are what LLMs write).",
+    ),
+]
+ImportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--import",
+        help="Import the modules the file's function: steps name, to check them too.",
+    ),
+]
