@@ -218,7 +218,7 @@ class BatchResult(Mapping[str, ItemResult]):
         """Write ``batch.json``, ``summary.csv`` and each kept item's folder; return the record.
 
         Raises:
-            WorkflowFileError: naming the path, if a write fails.
+            OutputError: naming the path, if a write fails.
         """
         out = Path(folder)
         names = SafeNames(item.folder for item in self.results.values() if item.folder)
@@ -252,7 +252,7 @@ def write_summary(path: Path, items: Iterable[ItemResult]) -> None:
     Text cells are neutralised with :func:`cell`; the figures are numbers.
 
     Raises:
-        WorkflowFileError: naming the path, if the write fails.
+        OutputError: naming the path, if the write fails.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

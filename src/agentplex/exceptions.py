@@ -17,6 +17,7 @@ keeps working for code that does not know about agentplex::
      │         └── UntrustedCodeError       ... to run Python (function:, module:, shell...)
      ├── InvalidWorkflowError (ValueError)  validation found errors (.errors, all of them)
      ├── WorkflowFileError (OSError)        a file cannot be read or parsed
+     │    └── OutputError                   an output, export or report cannot be written
      ├── ConfigError (ValueError)           a bad option: model string, strategy, input
      ├── MissingExtraError (ImportError)    an optional dependency is not installed
      ├── RetryableError                     raise it (or subclass it) to ask for a retry
@@ -192,6 +193,10 @@ class WorkflowFileError(AgentplexError, OSError):
 
     def __str__(self) -> str:  # OSError's own __str__ would show the errno tuple
         return str(self.args[0])
+
+
+class OutputError(WorkflowFileError):
+    """An output (``--out``, an export, a report) cannot be written; ``path`` says where."""
 
 
 class ConfigError(AgentplexError, ValueError):

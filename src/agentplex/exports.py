@@ -78,7 +78,7 @@ def export_sections(
     """Write ``title`` and ``sections`` as ``<folder>/export.<format>`` for each format.
 
     Raises:
-        WorkflowFileError: naming the path, if a write fails.
+        OutputError: naming the path, if a write fails.
     """
     try:
         return _write_sections(title, sections, folder, formats)
@@ -123,7 +123,7 @@ def export_batch(
     key never chooses a path.
 
     Raises:
-        WorkflowFileError: naming the path, if a write fails.
+        OutputError: naming the path, if a write fails.
     """
     _check_extras(formats)
     given = dict(folders or {})

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentplex.exceptions import RunFailedError, WorkflowFileError
+from agentplex.exceptions import OutputError, RunFailedError
 from agentplex.llm.base import Usage
 
 MAX_NAME = 100
@@ -91,7 +91,7 @@ def write_text(path: Path, text: str, *, what: str) -> None:
     """Write ``text`` to ``path`` as UTF-8, creating its folder.
 
     Raises:
-        WorkflowFileError: naming the path, if the write fails (permission,
+        OutputError: naming the path, if the write fails (permission,
             a full disk, a file where a folder should be).
     """
     try:
@@ -101,10 +101,10 @@ def write_text(path: Path, text: str, *, what: str) -> None:
         raise write_error(exc, path, what) from None
 
 
-def write_error(exc: OSError, path: Path, what: str) -> WorkflowFileError:
+def write_error(exc: OSError, path: Path, what: str) -> OutputError:
     """The one-line error for a failed write of ``what`` at ``path``."""
     where = exc.filename if isinstance(exc.filename, str) else str(path)
-    return WorkflowFileError(
+    return OutputError(
         where,
         f"cannot write {what}: {exc.strerror or exc}. Fix: make sure the folder is writable "
         "and the disk has room, or write somewhere else.",
@@ -324,7 +324,7 @@ class RunResult:
         Returns the path of ``run.json``.
 
         Raises:
-            WorkflowFileError: naming the path, if a write fails.
+            OutputError: naming the path, if a write fails.
         """
         out = Path(folder)
         try:

@@ -198,7 +198,7 @@ def save_report(html: str, html_path: str | Path) -> Path:
     """Write a rendered report (creating its folder); return its path.
 
     Raises:
-        WorkflowFileError: naming the path, if the write fails.
+        OutputError: naming the path, if the write fails.
     """
     out = Path(html_path)
     write_text(out, html, what="the report")
