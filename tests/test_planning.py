@@ -60,6 +60,22 @@ def test_streamed_lines_become_agents_as_they_complete() -> None:
     assert [(i, a.get("role")) for i, a in got] == [(0, None), (1, "writer")]
 
 
+def test_a_plan_after_braces_in_prose_or_inside_a_wrapper_is_found() -> None:
+    plan = {"agents": [{"role": "researcher", "task": "x"}]}
+    assert find_plan("Use {placeholder} and {x} here, then: " + json.dumps(plan)) == plan
+    assert find_plan(json.dumps({"response": plan})) == plan
+    with pytest.raises(PlanParseError, match="no JSON object"):
+        find_plan("a {template} with {braces} but no JSON")
+    assert isinstance(PlanParseError("x"), ap.AgentplexError)
+
+
+def test_a_streamed_agent_nested_too_deeply_keeps_its_index_but_never_starts() -> None:
+    deep = '{"role": "researcher", "task": "t", "depends_on": ' + "[" * 40 + "]" * 40 + "},\n"
+    lines = AgentLines()
+    got = lines.feed(deep + '{"role": "writer", "task": "w"}\n')
+    assert [(i, a["role"]) for i, a in got] == [(1, "writer")]
+
+
 # -- the untrusted-plan checks ---------------------------------------------------------------------
 
 

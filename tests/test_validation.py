@@ -164,7 +164,8 @@ def test_cli_rejects_invalid_workflow_without_traceback(
     tmp_path, command, name, content, error, node, text
 ) -> None:
     path = write(tmp_path, name, content)
-    proc = run_cli(command, str(path))
+    imports = ["--import"] if command == "validate" and name == "bad_import.yaml" else []
+    proc = run_cli(command, str(path), *imports)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     message = " ".join(proc.stderr.split())
@@ -309,3 +310,123 @@ def test_process_nodes_cannot_take_ctx() -> None:
     wf.function(uses_ctx, cpu_bound=True)
     with pytest.raises(ap.InvalidWorkflowError, match="cannot be sent to a process pool"):
         wf.compile()
+
+
+def test_the_nesting_a_workflow_needs_still_loads(tmp_path) -> None:
+    nested = "{x: " * 20 + "1" + "}" * 20
+    yaml_path = write(
+        tmp_path,
+        "ok.yaml",
+        f"nodes:\n  a: {{role: researcher, task: t, options: {{d: {nested}}}}}\n",
+    )
+    json_path = write(
+        tmp_path,
+        "ok.json",
+        json.dumps(
+            {"nodes": {"a": {"role": "researcher", "task": "t", "options": {"d": [[[[1]]]]}}}}
+        ),
+    )
+    assert ap.load_workflow(yaml_path).compile().nodes["a"].options["d"]["x"]  # type: ignore[attr-defined]
+    assert ap.load_workflow(json_path).compile().nodes["a"].options["d"] == [[[[1]]]]  # type: ignore[attr-defined]
+
+
+def test_brackets_and_escaped_quotes_inside_strings_are_not_nesting(tmp_path) -> None:
+    text = '"' * 3 + "[[[{{{" * 50 + "\\" * 3
+    node = {"role": "writer", "task": "[[[" * 50, "description": text}
+    path = write(tmp_path, "strings.json", json.dumps({"nodes": {"a": node}}))
+    assert ap.load_workflow(path).compile().nodes["a"].description == text
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "anchors.yaml",
+        "defaults: {retries: 1}\nnodes:\n  a: &base {role: researcher, task: x, timeout_s: 9}\n"
+        "  b: {<<: *base, retries: 2}\n  c: {role: writer, task: z, depends_on: [a, b]}\n",
+    )
+    compiled = ap.load_workflow(path).compile()
+    assert compiled.nodes["b"].timeout_s == 9
+    assert compiled.deps["c"] == ("a", "b")
+
+
+def test_untrusted_workflows_never_extend_sys_path(tmp_path) -> None:
+    folder = str(tmp_path.resolve())
+    path = write(tmp_path, "steps.yaml", "nodes:\n  a: {function: 'local_steps:run'}\n")
+    with pytest.raises(ap.InvalidWorkflowError, match="untrusted"):
+        ap.load_workflow(path, trusted=False).compile()
+    assert folder not in sys.path
+    with pytest.raises(ap.InvalidWorkflowError, match="cannot import module 'local_steps'"):
+        ap.load_workflow(path).compile()  # trusted: the user's own folder is searched
+    assert folder in sys.path
+    sys.path.remove(folder)
+
+
+def test_without_imports_a_warning_says_what_was_not_imported(tmp_path) -> None:
+    path = write(tmp_path, "f.yaml", "nodes:\n  a: {function: 'no_such_module_xyz:run'}\n")
+    compiled = ap.load_workflow(path).compile(imports=False)
+    assert compiled.nodes["a"].fn is None  # type: ignore[attr-defined]
+    assert compiled.bindings == {}
+    (warning,) = compiled.warnings
+    assert "function node(s) a were checked but not imported" in warning
+    assert "--import" in warning
+
+
+def test_a_module_that_fails_on_import_is_one_clear_error(tmp_path) -> None:
+    (tmp_path / "broken_steps_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    path = write(tmp_path, "b.yaml", "nodes:\n  a: {function: 'broken_steps_mod:run'}\n")
+    try:
+        with pytest.raises(ap.InvalidWorkflowError) as info:
+            ap.load_workflow(path).compile()
+    finally:
+        sys.modules.pop("broken_steps_mod", None)
+        if str(tmp_path.resolve()) in sys.path:
+            sys.path.remove(str(tmp_path.resolve()))
+    (error,) = info.value.errors
+    assert (error.node_id, error.field) == ("a", "function")
+    assert "RuntimeError: boom at import" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("task", "ok"),
+    [
+        ("{x:>10} {x:.2f} {x!r:^20} {x:0>1000}", True),
+        ("{x!z}", False),
+        ("{x:>1001}", False),
+        ("{x:{y}}", False),
+        ("{x.attr}", False),
+        ("{}", False),
+    ],
+)
+def test_format_specs_within_the_cap_validate_and_others_are_template_errors(
+    task: str, ok: bool
+) -> None:
+    wf = ap.Workflow("t", inputs=["x", "y"])
+    wf.agent("writer", task, id="a")
+    if ok:
+        assert wf.compile().nodes["a"].task == task  # type: ignore[attr-defined]
+        return
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        wf.compile()
+    (error,) = info.value.errors
+    assert isinstance(error, ap.TemplateError)
+    assert (error.node_id, error.field) == ("a", "task")
+    assert "Fix:" in str(error)
+
+
+def test_few_problems_are_all_listed_and_many_are_counted() -> None:
+    wf = ap.Workflow("m")
+    wf.agent("researcher", "x", id="a", depends_on=[f"ghost_{i}" for i in range(60)])
+    with pytest.raises(ap.InvalidWorkflowError) as info:
+        wf.compile()
+    assert len(info.value.errors) == 51
+    assert str(info.value).startswith("invalid workflow (60 problems, the first 50 listed):")
+    assert (
+        str(info.value.errors[-1])
+        == "... and 10 more problems (fix the ones above, then validate again)"
+    )
+    wf = ap.Workflow("few")
+    wf.agent("researcher", "x", id="a", depends_on=["b_node"])
+    wf.agent("writer", "y", id="b_nod")
+    with pytest.raises(ap.InvalidWorkflowError, match=r"did you mean 'b_nod'") as info:
+        wf.compile()
+    assert "1 problem" in str(info.value)

@@ -5,16 +5,33 @@ Validation collects every problem before raising, so one run of
 wrote) invalid dependencies are dropped and recorded as warnings, as the
 meta-agent design does; a cycle stays an error unless the caller opts into
 ``on_cycle="declared_order"``.
+
+Bounded for any file: "did you mean" suggestions are computed for the first
+:data:`MAX_SUGGESTIONS` problems only (each against a bounded pool of
+candidates), and an :class:`~agentplex.exceptions.InvalidWorkflowError` lists
+the first :data:`MAX_LISTED_ERRORS` problems, then how many more there are;
+50,000 unknown dependencies take well under a second.
+
+A function node's ``module:function`` is checked for shape first (module
+names are dotted Python identifiers), so a path such as ``../x`` is never
+imported. With ``imports=False`` (``validate`` and ``graph`` unless asked)
+nothing is imported at all and no parameter binding is planned; the compiled
+workflow is for inspection only. Modules beside a trusted workflow file are
+importable (its folder joins ``sys.path``); untrusted workflows never name
+code, so they never touch ``sys.path``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import gc
 import importlib
 import itertools
+import keyword
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -47,25 +64,161 @@ from agentplex.workflow import (
 
 MAP_NAMES: tuple[Source, ...] = ("item", "index")
 
+MAX_SUGGESTIONS = 20
+"""Problems per compile that get a "did you mean" suggestion; later ones get none."""
+MAX_LISTED_ERRORS = 50
+"""Problems an InvalidWorkflowError lists one by one; the rest are counted."""
+_SUGGESTION_POOL = 1000  # candidates compared per suggestion (difflib is O(len) each)
+_SUGGESTION_MAX_LEN = 200  # a longer name is no typo of anything
+_PAUSE_GC_NODES = 1000
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large workflow is read or compiled.
+
+    Building tens of thousands of new containers makes the collector walk the
+    whole workflow again and again (about half the time of reading or compiling
+    50,000 nodes); what is built holds no reference cycles, so collecting can
+    wait until it is done.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``.
+
+    From a large set of choices only a bounded pool of those of about the same
+    length is compared, so one call stays cheap whatever the file holds.
+    """
+    if not isinstance(value, str) or len(value) > _SUGGESTION_MAX_LEN:
+        return ""
+    pool = [c for c in choices if isinstance(c, str)]
+    if len(pool) > _SUGGESTION_POOL:
+        size = len(value)
+        pool = [c for c in pool if abs(len(c) - size) <= 2][:_SUGGESTION_POOL]
+    close = difflib.get_close_matches(value, pool, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (names in messages come from files)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def target_problem(target: object) -> str | None:
+    """Return what is wrong with a ``module:function`` target's shape, or ``None``.
+
+    Module names are dotted Python identifiers and the function is an
+    identifier: no paths (``../x``, ``/abs``), no empty parts, nothing to import
+    that is not a plain module name.
+    """
+    if not isinstance(target, str):
+        return f"function must be a 'module:function' string, got {_short(target)}."
+    module_name, colon, attr = target.partition(":")
+    parts = module_name.split(".")
+    if (
+        colon
+        and all(part.isidentifier() and not keyword.iskeyword(part) for part in parts)
+        and attr.isidentifier()
+        and not keyword.iskeyword(attr)
+    ):
+        return None
+    return (
+        f"function {_short(target)} is not 'module:function': module names are dotted "
+        "Python identifiers (e.g. 'my_steps' or 'pkg.steps') and the function is an "
+        "identifier."
+    )
+
+
+class _MoreProblems(WorkflowError):
+    """The last entry of a capped error list: how many problems were not listed."""
+
+    code = "more"
+
+    def __init__(self, count: int, *, path: str | None) -> None:
+        self.count = count
+        super().__init__(f"and {count:,} more problems", path=path)
+
+    def _format(self) -> str:
+        return f"... and {self.count:,} more problems (fix the ones above, then validate again)"
+
+
+def _invalid(listed: Sequence[WorkflowError], count: int) -> InvalidWorkflowError:
+    """The error for ``count`` problems of which ``listed`` are shown (and counted last)."""
+    exc = InvalidWorkflowError(listed)
+    if count > len(listed):  # the header counts every problem, not the listed ones
+        head = f"invalid workflow ({count:,} problems, the first {MAX_LISTED_ERRORS} listed):"
+        exc.args = ("\n".join([head, *(f"  - {error}" for error in listed)]),)
+    return exc
 
 
 class _Checker:
     """Collect the problems of one workflow; mutable bookkeeping for one compile."""
 
-    def __init__(self, wf: Workflow, *, lenient: bool) -> None:
+    def __init__(self, wf: Workflow, *, lenient: bool, imports: bool = True) -> None:
         self.wf = wf
         self.lenient = lenient
-        self.errors: list[WorkflowError] = []
+        self.imports = imports
+        self.errors: list[tuple[int, WorkflowError | tuple[Node, str]]] = []
+        """Each problem with its line (0: unknown), located only if it is listed. An
+        unknown dependency is kept as ``(node, dep)`` and its error built only if it is
+        listed, so 50,000 of them cost little more than a count."""
+        self.bad_dependencies = False
         self.warnings: list[str] = []
+        self.suggestions = 0
+        self.ids_by_length: dict[int, list[str]] | None = None
+        self.known_roles: dict[str, bool] = {}
+        self.not_imported: list[str] = []
+        """Function nodes whose target was only checked for shape (``imports=False``)."""
+
+    def suggest(self, value: str, choices: Iterable[str]) -> str:
+        """:func:`did_you_mean`, for the first :data:`MAX_SUGGESTIONS` problems only."""
+        if self.suggestions >= MAX_SUGGESTIONS:
+            return ""
+        self.suggestions += 1
+        return did_you_mean(value, choices)
+
+    def suggest_node(self, value: str) -> str:
+        """:meth:`suggest` among the node ids, from an index by length built once."""
+        if self.suggestions >= MAX_SUGGESTIONS or not isinstance(value, str):
+            return ""
+        if self.ids_by_length is None:
+            self.ids_by_length = {}
+            for node_id in self.wf.nodes:
+                self.ids_by_length.setdefault(len(node_id), []).append(node_id)
+        size = len(value)
+        near = [
+            node_id
+            for length in range(max(size - 2, 0), size + 3)
+            for node_id in self.ids_by_length.get(length, ())
+        ]
+        return self.suggest(value, near[:_SUGGESTION_POOL])
 
     def error(self, exc: WorkflowError, node: Node | None = None) -> None:
         line = exc.line if exc.line is not None else (node.line if node else None)
-        self.errors.append(exc.located(path=self.wf.source, line=line))
+        self.errors.append((line or 0, exc))
+        self.bad_dependencies = self.bad_dependencies or isinstance(exc, DependencyError)
+
+    def listed_errors(self) -> list[WorkflowError]:
+        """The problems in line order, located; past :data:`MAX_LISTED_ERRORS` only counted."""
+        ordered = sorted(self.errors, key=lambda pair: pair[0])
+        listed = [
+            (exc if isinstance(exc, WorkflowError) else self.unknown_dependency(*exc)).located(
+                path=self.wf.source, line=line or None
+            )
+            for line, exc in ordered[:MAX_LISTED_ERRORS]
+        ]
+        if len(ordered) > MAX_LISTED_ERRORS:
+            listed.append(_MoreProblems(len(ordered) - MAX_LISTED_ERRORS, path=self.wf.source))
+        return listed
 
     def warn(self, node: Node, message: str) -> None:
         where = self.wf.source or "<workflow>"
@@ -77,22 +230,25 @@ class _Checker:
 
     def dependencies(self, node: Node) -> tuple[str, ...]:
         """Return the node's valid dependencies, reporting or dropping the rest."""
-        kept: list[str] = []
+        kept: dict[str, None] = {}
+        nodes = self.wf.nodes
         for dep in node.depends_on:
+            if dep in kept:
+                continue
             if dep == node.id:
                 problem = "depends on itself."
                 hint = "remove it from its own depends_on."
-            elif dep not in self.wf.nodes:
-                problem = (
-                    f"depends on {dep!r}, which is not a node{did_you_mean(dep, self.wf.nodes)}."
-                )
-                hint = "name an existing node in depends_on, or add the missing node."
+            elif dep not in nodes:
+                if not self.lenient:
+                    self.errors.append((node.line or 0, (node, dep)))
+                    self.bad_dependencies = True
+                    continue
+                problem = f"depends on {_short(dep)}, which is not a node{self.suggest_node(dep)}."
             else:
-                if dep not in kept:
-                    kept.append(dep)
+                kept[dep] = None
                 continue
             if self.lenient:
-                self.warn(node, f"dropped dependency {dep!r}: {problem}")
+                self.warn(node, f"dropped dependency {_short(dep)}: {problem}")
             else:
                 self.error(
                     DependencyError(problem, hint=hint, node_id=node.id, field="depends_on"),
@@ -100,14 +256,26 @@ class _Checker:
                 )
         return tuple(kept)
 
+    def unknown_dependency(self, node: Node, dep: str) -> WorkflowError:
+        """The error for ``node`` depending on ``dep``, which is not a node."""
+        return DependencyError(
+            f"depends on {_short(dep)}, which is not a node{self.suggest_node(dep)}.",
+            hint="name an existing node in depends_on, or add the missing node.",
+            node_id=node.id,
+            field="depends_on",
+        )
+
     def agent(
         self, node: AgentNode, owner: Node, deps: Sequence[str], extra: Sequence[str]
     ) -> None:
         roles: RoleLibrary = self.wf.roles
-        if node.role not in roles:
+        known = self.known_roles.get(node.role)
+        if known is None:  # a generated workflow repeats a few roles over many nodes
+            known = self.known_roles[node.role] = node.role in roles
+        if not known:
             self.error(
                 UnknownRoleError(
-                    f"role {node.role!r} is not defined{did_you_mean(node.role, roles)}.",
+                    f"role {_short(node.role)} is not defined{self.suggest(node.role, roles)}.",
                     hint=f"use one of {', '.join(sorted(roles))}, or define it under roles:.",
                     node_id=owner.id,
                     field="role",
@@ -118,6 +286,17 @@ class _Checker:
             return
         try:
             names = template_fields(node.task)
+        except TemplateError as exc:
+            self.error(
+                TemplateError(
+                    f"task is not a valid template: {exc.problem}",
+                    hint=exc.hint,
+                    node_id=owner.id,
+                    field="task",
+                ),
+                owner,
+            )
+            return
         except ValueError as exc:
             self.error(
                 TemplateError(
@@ -145,7 +324,7 @@ class _Checker:
             hint = f"add {name!r} to depends_on."
         else:
             known = [*deps, *(declared or {}), *extra]
-            problem = f"{what} matches no input or dependency{did_you_mean(name, known)}."
+            problem = f"{what} matches no input or dependency{self.suggest(name, known)}."
             hint = f"declare it under inputs: ({name}: {{default: ...}}) or depend on a node named {name!r}."
         self.error(TemplateError(problem, hint=hint, node_id=owner.id, field="task"), owner)
 
@@ -166,6 +345,22 @@ class _Checker:
             return node, None
         fn = node.fn
         if fn is None and node.target is not None:
+            problem = target_problem(node.target)
+            if problem is not None:
+                self.error(
+                    SchemaError(
+                        problem,
+                        hint="write e.g. 'my_steps:clean_text', and put the module beside the "
+                        "workflow file (or install it as a package), not a path.",
+                        node_id=owner.id,
+                        field="function",
+                    ),
+                    owner,
+                )
+                return node, None
+            if not self.imports:
+                self.not_imported.append(owner.id)
+                return node, None  # shape checked; importing and binding wait for a run
             fn = self.import_target(node.target, owner)
             if fn is None:
                 return node, None
@@ -210,22 +405,12 @@ class _Checker:
         return node, binding
 
     def import_target(self, target: str, owner: Node) -> Any:
+        """Import a well-formed ``module:function`` (see :func:`target_problem`)."""
         module_name, _, attr = target.partition(":")
-        if not module_name or not attr:
-            self.error(
-                SchemaError(
-                    f"function {target!r} is not of the form 'module:function'.",
-                    hint="write e.g. 'my_steps:clean_text'.",
-                    node_id=owner.id,
-                    field="function",
-                ),
-                owner,
-            )
-            return None
-        if self.wf.source is not None:
+        if self.wf.trusted and self.wf.source is not None:
             folder = str(Path(self.wf.source).resolve().parent)
             if folder not in sys.path:
-                sys.path.append(folder)  # modules beside the workflow file are importable
+                sys.path.append(folder)  # modules beside the user's own file are importable
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -240,12 +425,23 @@ class _Checker:
                 owner,
             )
             return None
+        except Exception as exc:  # the module itself failed: one line, not its traceback
+            self.error(
+                SchemaError(
+                    f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}.",
+                    hint="fix that module (import it in Python to see the traceback).",
+                    node_id=owner.id,
+                    field="function",
+                ),
+                owner,
+            )
+            return None
         fn = getattr(module, attr, None)
         if fn is None:
             names = [n for n in dir(module) if not n.startswith("_")]
             self.error(
                 SchemaError(
-                    f"module {module_name!r} has no attribute {attr!r}{did_you_mean(attr, names)}.",
+                    f"module {module_name!r} has no attribute {attr!r}{self.suggest(attr, names)}.",
                     hint="name a function defined in that module.",
                     node_id=owner.id,
                     field="function",
@@ -278,14 +474,22 @@ class _Checker:
 
 
 def compile_workflow(
-    wf: Workflow, *, lenient: bool = False, on_cycle: OnCycle = "error"
+    wf: Workflow, *, lenient: bool = False, on_cycle: OnCycle = "error", imports: bool = True
 ) -> CompiledWorkflow:
     """Validate ``wf`` and return its compiled form; see :meth:`Workflow.compile`.
 
     Raises:
-        InvalidWorkflowError: listing every problem found.
+        InvalidWorkflowError: listing the problems found (the first
+            :data:`MAX_LISTED_ERRORS`, then how many more).
     """
-    checker = _Checker(wf, lenient=lenient)
+    # Only a large workflow is worth pausing the collector for (a compile may import
+    # the user's modules, which then run with it paused).
+    with paused_gc() if len(wf.nodes) >= _PAUSE_GC_NODES else contextlib.nullcontext():
+        return _compile(wf, lenient=lenient, on_cycle=on_cycle, imports=imports)
+
+
+def _compile(wf: Workflow, *, lenient: bool, on_cycle: OnCycle, imports: bool) -> CompiledWorkflow:
+    checker = _Checker(wf, lenient=lenient, imports=imports)
     checker.warnings.extend(wf.load_warnings)
     for exc in wf.load_errors:
         if isinstance(exc, WorkflowError):
@@ -311,8 +515,8 @@ def compile_workflow(
             if node.over not in node_deps:
                 checker.error(
                     DependencyError(
-                        f"maps over {node.over!r}, which is not a node"
-                        f"{did_you_mean(node.over, wf.nodes)}.",
+                        f"maps over {_short(node.over)}, which is not a node"
+                        f"{checker.suggest_node(node.over)}.",
                         hint="set 'map' to the id of the node that produces the list.",
                         node_id=node.id,
                         field="map",
@@ -328,11 +532,18 @@ def compile_workflow(
                     bindings[node.id] = binding
         nodes[node.id] = node
 
-    if not any(isinstance(e, DependencyError) for e in checker.errors):
+    if not checker.bad_dependencies:
         deps = _check_cycles(checker, nodes, deps, on_cycle)
 
     if checker.errors:
-        raise InvalidWorkflowError(sorted(checker.errors, key=lambda e: e.line or 0))
+        raise _invalid(checker.listed_errors(), len(checker.errors))
+    if checker.not_imported:
+        shown = ", ".join(checker.not_imported[:5])
+        more = f" and {len(checker.not_imported) - 5} more" if len(checker.not_imported) > 5 else ""
+        checker.warnings.append(
+            f"{wf.source or '<workflow>'}: the modules of function node(s) {shown}{more} were "
+            "checked but not imported (imports=False); pass --import to import them."
+        )
     compiled = CompiledWorkflow(
         name=wf.name,
         nodes=nodes,

@@ -6,6 +6,8 @@ Everything else that makes a plan unusable is an error, worded for the
 coordinator to fix: an empty plan, more agents than the budget allows, an
 unknown role or tool, an agent asking to run code (a function, an import, a
 shell command: never allowed in a plan), a task missing, or a cycle.
+Values quoted in messages are cut short (:func:`quote`), since every message
+goes back to the coordinator in a repair prompt.
 
 :func:`check_agent` is the same check for one agent as it streams in, so a
 streamed agent is only started if the whole plan could not refuse it later
@@ -14,6 +16,7 @@ for a reason of its own.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -21,6 +24,16 @@ from typing import Any
 
 from agentplex.plan import CODE_KEYS
 from agentplex.roles import RoleLibrary, normalize_role
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 80
+_QUOTE.maxlist = _QUOTE.maxdict = 8
+_QUOTE.maxlevel = 3
+
+
+def quote(value: Any) -> str:
+    """``repr(value)``, bounded in length and depth (plans are untrusted and may be huge)."""
+    return _QUOTE.repr(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +86,9 @@ def check_agent(
     if not isinstance(role, str) or not role.strip():
         errors.append(f'{where} needs a "role".')
     elif normalize_role(role) not in roles:
-        errors.append(f"{where} has unknown role {role!r}; use one of: {', '.join(sorted(roles))}.")
+        errors.append(
+            f"{where} has unknown role {quote(role)}; use one of: {', '.join(sorted(roles))}."
+        )
     task = entry.get("task")
     if not isinstance(task, str) or not task.strip():
         errors.append(f'{where} needs a non-empty "task".')
@@ -84,14 +99,14 @@ def check_agent(
     unknown = [t for t in asked if t not in tools]
     if unknown:
         known = ", ".join(sorted(tools)) or "none are registered"
-        errors.append(f"{where} asks for unknown tool(s) {unknown}; tools: {known}.")
+        errors.append(f"{where} asks for unknown tool(s) {quote(unknown)}; tools: {known}.")
     if errors:
         return None, errors
     raw = entry.get("depends_on") or []
     deps: list[int] = []
     for dep in raw if isinstance(raw, list) else [raw]:
         if isinstance(dep, bool) or not isinstance(dep, int):
-            problem = f"dependency {dep!r}, which is not an agent index"
+            problem = f"dependency {quote(dep)}, which is not an agent index"
         elif dep == index:
             problem = "a dependency on itself"
         elif dep < 0 or (count is not None and dep >= count):
