@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_validation import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,8 +183,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path) -> None:
     assert (tmp_path / "out" / "outputs" / "quick.md").exists()
 
 
+@pytest.mark.parametrize("concurrency", [1, 2])
 def test_ctrl_c_on_a_large_dag_at_low_concurrency_keeps_json_out_and_store(
-    tmp_path: Path,
+    tmp_path: Path, concurrency: int
 ) -> None:
     (tmp_path / "steps.py").write_text(
         "from pathlib import Path\n\n"
@@ -192,7 +195,7 @@ def test_ctrl_c_on_a_large_dag_at_low_concurrency_keeps_json_out_and_store(
     )
     lines = ["nodes:", "  start: {function: 'steps:ready'}"]
     for i in range(600):
-        deps = ["start"] + [f"n{j}" for j in (i - 1, i - 5) if j >= 0]
+        deps = ["start"] + ([f"n{i - 10}"] if i >= 10 else [])  # ten chains: more ready than slots
         lines.append(
             f"  n{i}: {{role: researcher, task: step {i}, latency_s: 0.05, depends_on: {deps}}}"
         )
@@ -201,7 +204,7 @@ def test_ctrl_c_on_a_large_dag_at_low_concurrency_keeps_json_out_and_store(
     store = tmp_path / "runs.sqlite"
     env = {**os.environ, "AGENTPLEX_SIM_SCALE": "1", "AGENTPLEX_STORE": str(store)}
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "agentplex", "run", str(wf), "--max-concurrency", "1"]
+    cmd = [sys.executable, "-m", "agentplex", "run", str(wf), "--max-concurrency", str(concurrency)]
     cmd += ["--json", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60

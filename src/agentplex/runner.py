@@ -234,7 +234,13 @@ class _Run(Attempts):
                     # for a while (its ready nodes wait for other items' slots):
                     # the group must stay open until every node has ended.
                     if self.scheduler.is_active():
-                        await self.ended.wait()
+                        try:
+                            await self.ended.wait()
+                        except asyncio.CancelledError:
+                            # The group is about to cancel its tasks; a cancelled node
+                            # hands its slot on, and nothing may start from that.
+                            self.stopping = True
+                            raise
             except* _FailFast:
                 pass
         except BaseException:
