@@ -125,7 +125,7 @@ class _Batch:
         if self.out is not None and item.run is not None:
             folder = self.folders[item.key]
             try:
-                item.run.write(self.out / "items" / folder, key=item.key)
+                item.run.write(self.out / "items" / folder, key=item.key, root=self.out)
             except WorkflowFileError as exc:
                 failure = self.write_failure = self.write_failure or exc
             else:
@@ -190,7 +190,10 @@ class _Batch:
                 try:
                     write_summary(self.out / "summary.csv", result.results.values())
                     write_text(
-                        self.out / "batch.json", result.to_json() + "\n", what="the batch record"
+                        self.out / "batch.json",
+                        result.to_json() + "\n",
+                        what="the batch record",
+                        root=self.out,
                     )
                 except WorkflowFileError as exc:
                     self.write_failure = self.write_failure or exc

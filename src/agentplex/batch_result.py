@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentplex.llm.base import Usage
-from agentplex.result import RunResult, SafeNames, write_error, write_text
+from agentplex.result import RunResult, SafeNames, no_link_below, write_error, write_text
 
 ItemStatus = Literal["succeeded", "failed", "cancelled", "invalid", "pending"]
 """``invalid``: the row could not become a run (a malformed line, a bad input);
@@ -226,13 +226,13 @@ class BatchResult(Mapping[str, ItemResult]):
         for key, item in self.results.items():
             if item.run is not None:
                 name = item.folder or names(key)
-                item.run.write(out / "items" / name, key=key)
+                item.run.write(out / "items" / name, key=key, root=out)
                 item = dataclasses.replace(item, folder=name)
             written[key] = item
         result = dataclasses.replace(self, results=written)
         write_summary(out / "summary.csv", written.values())
         record = out / "batch.json"
-        write_text(record, result.to_json() + "\n", what="the batch record")
+        write_text(record, result.to_json() + "\n", what="the batch record", root=out)
         return record
 
 
@@ -254,6 +254,7 @@ def write_summary(path: Path, items: Iterable[ItemResult]) -> None:
     Raises:
         OutputError: naming the path, if the write fails.
     """
+    no_link_below(path.parent, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:

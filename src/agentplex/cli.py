@@ -431,4 +431,8 @@ app.command("ask")(ask)
 
 def main() -> None:
     """Entry point of the ``agentplex`` console script."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # before a command could take over (while starting up)
+        sys.stderr.write("interrupted before anything ran\n")
+        sys.exit(EXIT_INTERRUPTED)

@@ -20,6 +20,7 @@ escapes reportlab's markup. A failed write raises one line naming the path.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +97,8 @@ def _write_sections(
     paths = []
     for fmt in formats:
         path = out / f"export.{fmt}"
+        if path.is_symlink():  # never write through a link left in the folder
+            raise OSError(errno.ELOOP, "is a symbolic link; remove it", str(path))
         writers[fmt](title, sections, path)
         paths.append(path)
     return paths

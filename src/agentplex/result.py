@@ -87,13 +87,44 @@ class SafeNames:
         return candidate
 
 
-def write_text(path: Path, text: str, *, what: str) -> None:
+def no_link_below(root: Path, path: Path) -> None:
+    """Refuse to write ``path`` through a symbolic link found below ``root``.
+
+    Names under ``--out`` come from batch keys and node ids; a link already
+    sitting in the folder (``items/x -> /elsewhere``) would carry the write out
+    of it. ``root`` itself may be a link: the user chose it.
+
+    Raises:
+        OutputError: naming the link, if one is found.
+    """
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise OutputError(
+                str(current),
+                f"is a symbolic link inside {root}; agentplex never writes through one, "
+                "since it could lead out of the folder. Fix: remove the link, or write "
+                "into a new folder.",
+            )
+
+
+def write_text(path: Path, text: str, *, what: str, root: Path | None = None) -> None:
     """Write ``text`` to ``path`` as UTF-8, creating its folder.
+
+    With ``root`` (the ``--out`` folder), no link below it is followed.
 
     Raises:
         OutputError: naming the path, if the write fails (permission,
-            a full disk, a file where a folder should be).
+            a full disk, a file where a folder should be), or a link below
+            ``root`` is in the way.
     """
+    if root is not None:
+        no_link_below(root, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", errors="backslashreplace")
@@ -314,7 +345,9 @@ class RunResult:
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def write(self, folder: str | Path, *, key: str | None = None) -> Path:
+    def write(
+        self, folder: str | Path, *, key: str | None = None, root: str | Path | None = None
+    ) -> Path:
         """Write ``run.json`` and one file per succeeded node's output into ``folder``.
 
         Text outputs go to ``outputs/<node>.md``, anything else to
@@ -323,10 +356,16 @@ class RunResult:
         (``output_files``) and, for a batch item, records its ``key``.
         Returns the path of ``run.json``.
 
+        ``root`` is the folder no link may be followed below (default ``folder``;
+        a batch passes its ``--out``).
+
         Raises:
-            OutputError: naming the path, if a write fails.
+            OutputError: naming the path, if a write fails or a link below
+                ``root`` is in the way.
         """
         out = Path(folder)
+        top = Path(root) if root is not None else out
+        no_link_below(top, out / "outputs")
         try:
             (out / "outputs").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -341,7 +380,9 @@ class RunResult:
             else:
                 name = f"{names(nid)}.json"
                 text = json.dumps(_jsonable(node.output), indent=2, ensure_ascii=False)
-            write_text(out / "outputs" / name, text + "\n", what=f"the output of node {nid!r}")
+            write_text(
+                out / "outputs" / name, text + "\n", what=f"the output of node {nid!r}", root=top
+            )
             files[nid] = f"outputs/{name}"
         record = self.to_dict()
         if key is not None:
@@ -349,7 +390,7 @@ class RunResult:
         record["output_files"] = files
         path = out / "run.json"
         text = json.dumps(record, indent=2, ensure_ascii=False)
-        write_text(path, text + "\n", what="the run record")
+        write_text(path, text + "\n", what="the run record", root=top)
         return path
 
 

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import agentplex as ap
 
 
@@ -231,3 +233,32 @@ def test_a_write_that_fails_gives_one_clear_line(tmp_path: Path, examples: Path)
     )
     full = cli("report", str(record / "run.json"), "--html", "/dev/full")  # ENOSPC, for real
     one_clear_line(full, "/dev/full", "No space left on device")
+
+
+def test_links_left_in_out_are_never_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "important.txt"
+    victim.write_text("keep me")
+    # A batch row's key names a folder that is already a link out of --out.
+    out = tmp_path / "out"
+    (out / "items").mkdir(parents=True)
+    (out / "items" / "x").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ap.exceptions.OutputError, match="symbolic link"):
+        ap.run_batch(pipeline(), [{"key": "x", "topic": "t"}], out=out)
+    assert sorted(p.name for p in outside.iterdir()) == ["important.txt"]
+    # A run's output file is already a link to a file elsewhere.
+    wf = ap.Workflow("one")
+    wf.agent("researcher", "Research", id="a")
+    result = ap.run(wf)
+    run_out = tmp_path / "run-out"
+    (run_out / "outputs").mkdir(parents=True)
+    (run_out / "outputs" / "a.md").symlink_to(victim)
+    with pytest.raises(ap.exceptions.OutputError, match="symbolic link"):
+        result.write(run_out)
+    assert victim.read_text() == "keep me"
+    (run_out / "run.json").symlink_to(victim)
+    (run_out / "outputs" / "a.md").unlink()
+    with pytest.raises(ap.exceptions.OutputError, match="symbolic link"):
+        result.write(run_out)
+    assert victim.read_text() == "keep me"
