@@ -1,4 +1,8 @@
-"""Acceptance: a 300-node workflow through a faulty endpoint gives the fault-free outputs."""
+"""Acceptance: a 300-node workflow through a faulty endpoint gives the fault-free outputs.
+
+With the default run options (issue 13): 429s have their own retry budget, so
+the default ``retries`` are left for the 5xx, hangs and drops.
+"""
 
 from __future__ import annotations
 
@@ -32,24 +36,28 @@ def big_workflow(n: int = 300, seed: int = 7) -> ap.Workflow:
 
 
 def run_through(server: SimServer, kind: str, wf: ap.Workflow) -> ap.RunResult:
+    """Run ``wf`` against the server with the default run options.
+
+    The one setting that is not a default is the provider's call deadline:
+    with the default (600 s) every hung request is abandoned and retried just
+    the same, only ten minutes later. It is a wall-clock limit on the whole
+    call, so it is kept well above what an answered call can take on a loaded
+    machine (an answered call cut off would be asked twice). The deadline is
+    the provider's, so time spent waiting for the limiter does not count.
+    """
     url = server.url if kind == "openai" else server.root
     return ap.run(
         wf,
         model=f"{kind}:sim",
         base_url=url,
         api_key="sk-test-key",
-        max_concurrency=32,
-        retries=12,
-        backoff_base_s=0.01,
-        backoff_max_s=0.2,
-        retry_after_max_s=0.05,
-        # A hung request is abandoned after 0.5 s and retried. The limit is the
-        # provider's HTTP timeout, which time spent waiting for the limiter does
-        # not count against.
-        providers={kind: ap.ProviderConfig(kind=kind, timeout_s=0.5)},  # type: ignore[arg-type]
+        providers={kind: ap.ProviderConfig(kind=kind, timeout_s=2.0)},  # type: ignore[arg-type]
     )
 
 
+# The limiter takes the injected 429s for a rate limit and paces the run down to
+# about ten requests a second, so the 300-node run takes some 40 s of waiting.
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize(("kind", "size"), [("openai", 300), ("anthropic", 120)])
 def test_fault_mix_changes_nothing_but_the_retries(server: SimServer, kind: str, size: int) -> None:
     wf = big_workflow(size)

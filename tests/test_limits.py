@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
-from agentplex.exceptions import ConfigError
+from agentplex.exceptions import ConfigError, ProviderError
+from agentplex.llm.base import (
+    CALL_DEADLINE,
+    DEFAULT_CALL_TIMEOUT_S,
+    Completion,
+    Message,
+    Provider,
+    Request,
+    Usage,
+)
 from agentplex.llm.limits import Limiter, Limits, limiter_for, reset_limiters
 
 
@@ -250,3 +260,85 @@ async def test_limiters_are_shared_per_key_and_reconfigured() -> None:
 def test_invalid_limits_name_the_field(limits: Limits, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         limits.check("providers.openai")
+
+
+class _Scripted(Provider):
+    """A provider whose calls take ``delay_s`` and then raise ``error`` (or answer)."""
+
+    name = "scripted"
+
+    def __init__(self, *, delay_s: float = 0.0, error: BaseException | None = None) -> None:
+        super().__init__(limits=Limits(max_concurrency=1), limit_key="scripted")
+        self.delay_s = delay_s
+        self.error = error
+
+    async def _complete(self, request: Request) -> Completion:
+        await asyncio.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        return Completion("ok", Usage(1, 1), request.model, self.name)
+
+
+REQUEST = Request("m", (Message("user", "hi"),))
+
+
+@pytest.mark.parametrize("status", [429, 529])
+async def test_429_and_529_tell_the_limiter_to_slow_down(status: int) -> None:
+    error = ProviderError("scripted", "busy", retryable=True, status=status, retry_after_s=0.01)
+    provider = _Scripted(error=error)
+    with pytest.raises(ProviderError):
+        await provider.complete(REQUEST)
+    limiter = provider.limiter("m")
+    assert limiter is not None
+    assert limiter.statistics().rate_limited == 1
+
+
+async def test_a_500_is_an_error_to_the_limiter_not_a_rate_limit() -> None:
+    provider = _Scripted(error=ProviderError("scripted", "boom", retryable=True, status=500))
+    with pytest.raises(ProviderError):
+        await provider.complete(REQUEST)
+    limiter = provider.limiter("m")
+    assert limiter is not None
+    assert limiter.statistics().rate_limited == 0
+
+
+async def test_a_call_past_its_deadline_fails_retryably_and_gives_its_ticket_back() -> None:
+    provider = _Scripted(delay_s=30)
+    provider.set_call_timeout(0.05)
+    with pytest.raises(ProviderError, match=r"timed out after 0\.05s") as info:
+        await provider.complete(REQUEST)
+    assert info.value.retryable
+    limiter = provider.limiter("m")
+    assert limiter is not None
+    assert limiter.statistics().in_flight == 0
+    assert provider.statistics().failures == 1
+
+
+async def test_waiting_for_the_limiter_does_not_count_against_the_deadline() -> None:
+    slow, quick = _Scripted(delay_s=1.0), _Scripted(delay_s=0.0)
+    quick.set_call_timeout(0.5)  # shorter than the wait for the one ticket
+    first = asyncio.create_task(slow.complete(REQUEST))
+    await asyncio.sleep(0.05)
+    assert (await quick.complete(REQUEST)).text == "ok"
+    await first
+
+
+def test_infinity_turns_the_call_deadline_off() -> None:
+    provider = _Scripted()
+    assert provider.call_timeout_s == DEFAULT_CALL_TIMEOUT_S
+    provider.set_call_timeout(math.inf)
+    assert provider.call_timeout_s is None
+
+
+async def test_a_nodes_deadline_binds_its_own_calls_not_tasks_it_starts() -> None:
+    provider = _Scripted(delay_s=0.3)
+    provider.set_call_timeout(math.inf)
+    loop = asyncio.get_running_loop()
+    token = CALL_DEADLINE.set((asyncio.current_task(), loop.time() + 0.05))  # type: ignore[arg-type]
+    try:
+        started_meanwhile = asyncio.create_task(provider.complete(REQUEST))  # inherits the context
+        with pytest.raises(ProviderError, match="timed out"):
+            await provider.complete(REQUEST)
+        assert (await started_meanwhile).text == "ok"
+    finally:
+        CALL_DEADLINE.reset(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -246,3 +247,37 @@ def test_peak_connections_stay_within_the_pool(server: SimServer) -> None:
     )
     assert result.ok
     assert server.app.tracker.peak <= 4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_trickle_is_cut_off_at_the_call_deadline(
+    server: SimServer, kind: str, stream: bool
+) -> None:
+    server.configure(p_trickle=1.0, trickle_s=0.1)  # each byte restarts the SDK's read timeout
+    extra: dict[str, Any] = {"on_text": lambda piece: None} if stream else {}
+    with pytest.raises(ProviderError, match=r"timed out after 0\.5s") as info:
+        await call(server, kind, config={"timeout_s": 0.5}, **extra)
+    assert info.value.retryable
+    assert server.stats()["by_status"] == {"trickle": 1}
+    await wait_closed(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_call_deadline_defaults_to_600_s_and_inf_turns_it_off(
+    server: SimServer, kind: str
+) -> None:
+    from agentplex.llm import DEFAULT_CALL_TIMEOUT_S
+
+    default = ProviderPool(
+        {kind: ProviderConfig(kind=kind, base_url=base_url(server, kind), api_key=Secret("k"))}
+    )
+    assert default.get(ModelRef(kind, "m")).call_timeout_s == DEFAULT_CALL_TIMEOUT_S == 600
+    providers = pool(server, kind, timeout_s=math.inf)
+    try:
+        provider = providers.get(ModelRef(kind, "default"))
+        assert provider.call_timeout_s is None
+        completion = await provider.complete(Request("default", MESSAGES, {"seed": 0}))
+        assert completion.text == generate("default", MESSAGES, 0).text
+    finally:
+        await providers.aclose()

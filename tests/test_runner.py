@@ -526,3 +526,178 @@ def test_runner_runs_each_node_once_after_deps_within_limit(deps, strategy, limi
     assert result.ok
     assert sorted(order) == sorted(deps)
     assert peak <= (1 if strategy == "sequential" else limit)
+
+
+def limited(times: int, *, status: int = 429, retry_after_s: float | None = None) -> object:
+    """A function that raises ``times`` rate limits (ProviderErrors of ``status``), then returns."""
+    calls = 0
+
+    def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise ap.ProviderError(
+                "x", "slow down", retryable=True, status=status, retry_after_s=retry_after_s
+            )
+        return "ok"
+
+    return fn
+
+
+async def no_wait(_: float) -> None:
+    return None
+
+
+def test_rate_limits_have_their_own_budget_and_every_attempt_shows() -> None:
+    wf = ap.Workflow("rl")
+    wf.function(limited(20), id="busy", retries=0)
+    events: list[object] = []
+    result = ap.run(wf, sleep=no_wait, observers=[events.append])
+    assert result.ok
+    assert result.nodes["busy"].attempts == 21
+    assert [e.attempt for e in events if isinstance(e, NodeRetrying)] == list(range(1, 21))
+
+
+def test_the_rate_limit_budget_ends_too() -> None:
+    wf = ap.Workflow("rl")
+    wf.function(limited(5, status=529), id="busy")
+    result = ap.run(wf, sleep=no_wait, rate_limit_retries=2)
+    node = result.nodes["busy"]
+    assert node.status == "failed"
+    assert node.attempts == 3
+    assert "slow down" in (node.error or "")
+
+
+def test_any_error_with_a_retry_after_counts_as_a_rate_limit() -> None:
+    wf = ap.Workflow("rl")
+    wf.function(limited(3, status=503, retry_after_s=0.5), id="busy", retries=0)
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    assert ap.run(wf, sleep=sleep).ok
+    assert delays == [0.5, 0.5, 0.5]  # the Retry-After is waited out as given
+
+
+def test_a_5xx_without_retry_after_is_a_real_error() -> None:
+    wf = ap.Workflow("rl")
+    wf.function(limited(3, status=503), id="busy", retries=2)
+    assert ap.run(wf, sleep=no_wait).nodes["busy"].status == "failed"
+
+
+def test_each_budget_backs_off_from_its_own_count() -> None:
+    calls = 0
+
+    def mixed() -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise ap.ProviderError("x", "busy", retryable=True, status=429)
+        if calls == 4:
+            raise ap.RetryableError("real")
+        return "ok"
+
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    wf = ap.Workflow("mixed")
+    wf.function(mixed, retries=1)
+    result = ap.run(wf, sleep=sleep, rng=random.Random(3), backoff_base_s=1.0)
+    assert result.ok
+    assert result.nodes["mixed"].attempts == 5
+    assert delays[3] <= 1.0  # the first real error backs off from the base, not from 2 ** 3
+
+
+def test_a_group_of_rate_limits_is_a_rate_limit() -> None:
+    calls = 0
+
+    async def asks() -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise ExceptionGroup(
+                "asks", [ap.ProviderError("x", "busy", retryable=True, status=429)]
+            )
+        return "ok"
+
+    wf = ap.Workflow("group")
+    wf.function(asks, retries=0)
+    assert ap.run(wf, sleep=no_wait).ok
+
+
+def test_time_limits_default_for_model_calls_only() -> None:
+    import math
+
+    from agentplex.attempts import time_limits
+    from agentplex.options import DEFAULT_TOTAL_TIMEOUT_S, RunOptions
+
+    wf = ap.Workflow("limits")
+    wf.agent("researcher", "x", id="agent")
+    wf.function(lambda: ["a"], id="items")
+    wf.map("items", role="fact_checker", task="Check {item}", id="agents_each")
+    wf.map("items", fn=lambda item: item, id="functions_each")
+    nodes = wf.compile().nodes
+    defaults = RunOptions()
+    assert time_limits(nodes["agent"], defaults) == (None, DEFAULT_TOTAL_TIMEOUT_S)
+    assert time_limits(nodes["agents_each"], defaults) == (None, DEFAULT_TOTAL_TIMEOUT_S)
+    assert time_limits(nodes["items"], defaults) == (None, None)
+    assert time_limits(nodes["functions_each"], defaults) == (None, None)
+    assert time_limits(nodes["items"], RunOptions(total_timeout_s=9)) == (None, 9)
+    off = RunOptions(timeout_s=math.inf, total_timeout_s=math.inf)
+    assert time_limits(nodes["agent"], off) == (None, None)
+    off.check()  # math.inf is how a limit is turned off
+
+
+def test_bad_budgets_are_config_errors() -> None:
+    from agentplex.options import RunOptions
+
+    with pytest.raises(ap.ConfigError, match="rate_limit_retries"):
+        RunOptions(rate_limit_retries=-1).check()
+    with pytest.raises(ap.ConfigError, match="total_timeout_s"):
+        RunOptions(total_timeout_s=0).check()
+
+
+def test_a_map_past_max_items_fails_with_the_count_and_the_fix() -> None:
+    def items() -> list[int]:
+        return list(range(11))
+
+    wf = ap.Workflow("m")
+    wf.function(items)
+    wf.add(
+        ap.MapNode(
+            id="each",
+            over="items",
+            body=ap.FunctionNode(id="body", fn=lambda item: item),
+            depends_on=("items",),
+            max_items=10,
+        )
+    )
+    node = ap.run(wf).nodes["each"]
+    assert node.status == "failed"
+    assert "'items' gave 11 items to map over, more than the node's limit of 10" in (
+        node.error or ""
+    )
+    assert "max_items: 11" in (node.error or "")
+
+
+def test_max_items_must_be_a_whole_number_of_at_least_one() -> None:
+    body = ap.FunctionNode(id="body", fn=lambda item: item)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ap.SchemaError, match="max_items"):
+            ap.MapNode(id="each", over="items", body=body, max_items=bad)  # type: ignore[arg-type]
+
+
+def test_an_agents_default_total_limit_rides_on_its_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentplex.options
+
+    monkeypatch.setattr(agentplex.options, "DEFAULT_TOTAL_TIMEOUT_S", 0.3)
+    wf = ap.Workflow("slow")
+    wf.agent("researcher", "Take your time", id="slow", latency_s=30)
+    result = ap.run(wf, sim_scale=1)
+    node = result.nodes["slow"]
+    assert node.status == "failed"
+    assert node.attempts == 1  # the total ran out: not retried
+    assert "total time limit of 0.3s" in (node.error or "")

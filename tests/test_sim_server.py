@@ -257,3 +257,44 @@ def test_cli_sim_server_serves_on_loopback_and_stops_on_ctrl_c() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_trickle_sends_headers_then_one_byte_at_a_time_until_the_client_goes(
+    server: SimServer,
+) -> None:
+    server.configure(p_trickle=1.0, trickle_s=0.05)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "m", "messages": MESSAGES}),
+        {"authorization": "Bearer k"},
+    )
+    response = conn.getresponse()
+    assert response.status == 200
+    assert [response.read(1) for _ in range(4)] == [b" "] * 4  # and so on, forever
+    conn.close()
+    deadline = time.monotonic() + 5
+    while server.app.tracker.open and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.app.tracker.open == 0  # the server noticed and let go
+    assert server.stats()["by_status"] == {"trickle": 1}
+
+
+def test_a_script_answers_the_first_requests_of_each_prompt_in_order(server: SimServer) -> None:
+    server.configure(script=(429, 500, 200, 503), retry_after_s=3)
+    first = [chat(server) for _ in range(5)]
+    assert [status for status, _, _ in first] == [429, 500, 200, 503, 200]
+    assert first[0][1]["retry-after"] == "3"
+    assert "retry-after" not in first[1][1]
+    other_status, _, _ = chat(server, messages=[{"role": "user", "content": "another prompt"}])
+    assert other_status == 429  # each prompt has its own script
+
+
+def test_trickle_and_script_settings_are_checked() -> None:
+    from agentplex.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="trickle_s"):
+        ServerConfig(trickle_s=0).check()
+    with pytest.raises(ConfigError, match="script"):
+        ServerConfig(script=(42,)).check()

@@ -430,3 +430,26 @@ def test_few_problems_are_all_listed_and_many_are_counted() -> None:
     with pytest.raises(ap.InvalidWorkflowError, match=r"did you mean 'b_nod'") as info:
         wf.compile()
     assert "1 problem" in str(info.value)
+
+
+def test_a_yaml_merge_key_is_overridden_by_the_mappings_own_key(tmp_path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "nodes:\n"
+        "  a: &base {role: researcher, task: base task}\n"
+        "  b: {<<: *base, task: own task}\n"
+        "  c: {role: researcher, task: x, task: y}\n"
+    )
+    wf = ap.load_workflow(path)
+    assert wf.nodes["b"].task == "own task"
+    errors = [str(e) for e in wf.load_errors]
+    assert len(errors) == 1 and "'task' is given twice" in errors[0] and "'c'" in errors[0]
+
+
+def test_a_workflow_compiled_without_imports_refuses_to_run(tmp_path) -> None:
+    (tmp_path / "never_run_steps.py").write_text("def step():\n    return 1\n")
+    path = tmp_path / "flow.yaml"
+    path.write_text("nodes:\n  a: {function: 'never_run_steps:step'}\n")
+    compiled = ap.load_workflow(path).compile(imports=False)
+    with pytest.raises(ap.ConfigError, match="compiled with imports=False"):
+        ap.run(compiled)

@@ -2,15 +2,34 @@
 
 :class:`Attempts` is the part of the runner's ``_Run`` that runs a body once
 it has a slot: ``with_retries`` applies the node's per-attempt and total
-timeouts and its retry policy (backoff with full jitter, Retry-After as a
-floor, the slot handed back while waiting), and ``run_map`` fans a map node's
-body out over its items, each item under the same policy in its own slot.
-The policy itself is in :mod:`agentplex.runner`'s docstring.
+timeouts (:func:`time_limits`) and its retry policy (two budgets, one for real
+errors and one for rate limits; backoff with full jitter or the Retry-After;
+the slot handed back while waiting, see :mod:`agentplex.retry`), and
+``run_map`` fans a map node's body out over its items, at most the node's
+``max_items`` of them, each item under the same policy in its own slot. The
+policy itself is in :mod:`agentplex.runner`'s docstring.
+
+Deadlines. A node's per-attempt limit is its ``timeout_s``, else the run's;
+its total limit is the run's ``total_timeout_s``, else
+:data:`~agentplex.options.DEFAULT_TOTAL_TIMEOUT_S` for nodes that call a model
+(agents, and each item of a map with an agent body) and none for user
+functions, which may run long on purpose. ``math.inf`` means no limit.
+
+Timers cost a few microseconds each, so a node gets none unless it needs one.
+Every LLM call (agents and ``ctx.ask`` alike) has its provider's deadline
+(:class:`~agentplex.llm.base.Provider`): one loop timer per call. A node whose
+only limit is the default total (an agent with no ``timeout_s``) enforces it
+through that same timer, by setting :data:`~agentplex.llm.base.CALL_DEADLINE`
+for its attempts, and by checking between attempts. Only a limit the user set
+(a ``timeout_s``, a ``total_timeout_s``) wraps each attempt in an
+``asyncio.timeout``, which bounds the whole body, user code included. A
+function node with neither costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,16 +37,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agentplex import events as ev
 from agentplex.agents import as_items
 from agentplex.exceptions import NodeError, NodeTimeoutError
-from agentplex.llm.base import Usage
-from agentplex.retry import backoff_delay, describe, is_retryable
+from agentplex.llm.base import CALL_DEADLINE, Usage
+from agentplex.retry import backoff_delay, describe, is_rate_limited, is_retryable
 from agentplex.slots import Slot
-from agentplex.workflow import MapNode, Node
+from agentplex.workflow import AgentNode, MapNode, Node
 
 if TYPE_CHECKING:
     from agentplex.bodies import NodeBodies
     from agentplex.options import RunOptions
 
 T = TypeVar("T")
+
+
+def time_limits(spec: Node, options: RunOptions) -> tuple[float | None, float | None]:
+    """Return the per-attempt and total time limits (seconds; None: none) of ``spec``'s attempts."""
+    per_attempt = spec.timeout_s
+    if per_attempt is None:
+        per_attempt = options.timeout_s
+    if per_attempt == math.inf:
+        per_attempt = None
+    total = options.total_timeout_s
+    if total is None:
+        body = spec.body if isinstance(spec, MapNode) else spec
+        if isinstance(body, AgentNode):  # it calls a model; user functions get no default
+            from agentplex.options import DEFAULT_TOTAL_TIMEOUT_S
+
+            total = DEFAULT_TOTAL_TIMEOUT_S
+    elif total == math.inf:
+        total = None
+    return per_attempt, total
 
 
 class Attempts:
@@ -67,13 +105,21 @@ class Attempts:
     ) -> tuple[T, int]:
         """Run ``attempt_fn`` under the node's timeout and retry policy, holding a slot.
 
-        Map items (``is_item``) do not announce their attempts as node starts.
+        Real errors use up ``retries``, rate limits ``rate_limit_retries``
+        (see :mod:`agentplex.retry`). Map items (``is_item``) do not announce
+        their attempts as node starts.
         """
-        retries = spec.retries if spec.retries is not None else self.options.retries
-        per_attempt = spec.timeout_s if spec.timeout_s is not None else self.options.timeout_s
-        total = self.options.total_timeout_s
+        options = self.options
+        retries = spec.retries if spec.retries is not None else options.retries
+        per_attempt, total = time_limits(spec, options)
         deadline = None if total is None else self.clock() + total
-        attempt = 0
+        # The default total of a node that calls a model rides on its calls' timers.
+        ends = None
+        if deadline is not None and per_attempt is None and options.total_timeout_s is None:
+            task = asyncio.current_task()
+            assert task is not None
+            ends = (task, asyncio.get_running_loop().time() + (deadline - self.clock()))
+        attempt = failures = limited = 0
         while True:
             attempt += 1
             timeout = per_attempt
@@ -81,7 +127,8 @@ class Attempts:
                 left = deadline - self.clock()
                 if left <= 0:
                     raise NodeTimeoutError(node_id, total or 0.0, attempts=attempt - 1, total=True)
-                timeout = left if timeout is None else min(timeout, left)
+                if ends is None:
+                    timeout = left if timeout is None else min(timeout, left)
             if not slot.held:
                 await self.acquire(slot)
             if not is_item:
@@ -90,6 +137,12 @@ class Attempts:
                 if self.observers:  # events cost nothing when nobody listens
                     self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
             try:
+                if ends is not None:
+                    token = CALL_DEADLINE.set(ends)
+                    try:
+                        return await attempt_fn(attempt), attempt
+                    finally:
+                        CALL_DEADLINE.reset(token)
                 if timeout is None:
                     return await attempt_fn(attempt), attempt
                 try:
@@ -104,16 +157,23 @@ class Attempts:
                         ) from exc
                     raise
             except Exception as exc:
-                if (
-                    attempt > retries
-                    or not is_retryable(exc, spec.retry_on)
-                    or getattr(exc, "total", False)
-                ):
+                retryable = is_retryable(exc, spec.retry_on) and not getattr(exc, "total", False)
+                if retryable and deadline is not None and self.clock() >= deadline:
+                    raise NodeTimeoutError(  # no time left for another attempt
+                        node_id, total or 0.0, attempts=attempt, total=True
+                    ) from exc
+                if retryable and is_rate_limited(exc):
+                    limited += 1
+                    count, left_over = limited, limited <= options.rate_limit_retries
+                else:
+                    failures += 1
+                    count, left_over = failures, failures <= retries
+                if not (retryable and left_over):
                     if not isinstance(exc, NodeError):
                         raise NodeError(node_id, describe(exc), attempts=attempt) from exc
                     exc.attempts = attempt
                     raise
-                delay = self.backoff(attempt, exc)
+                delay = self.backoff(count, exc)
                 if deadline is not None:
                     delay = min(delay, max(0.0, deadline - self.clock()))
                 self.emit(
@@ -122,10 +182,11 @@ class Attempts:
                 self.release(slot)
                 await self.sleep(delay)
 
-    def backoff(self, attempt: int, exc: BaseException) -> float:
+    def backoff(self, count: int, exc: BaseException) -> float:
+        """The wait after the ``count``-th retryable error of ``exc``'s kind."""
         options = self.options
         return backoff_delay(
-            attempt,
+            count,
             exc,
             base_s=options.backoff_base_s,
             max_s=options.backoff_max_s,
@@ -138,6 +199,14 @@ class Attempts:
             items = as_items(self.outputs[node.over])
         except TypeError as exc:
             raise NodeError(node.id, f"cannot map over {node.over!r}: {exc}") from exc
+        if len(items) > node.max_items:
+            raise NodeError(
+                node.id,
+                f"{node.over!r} gave {len(items):,} items to map over, more than the node's "
+                f"limit of {node.max_items:,}; none was started. Fix: if that many is meant, "
+                f"set max_items: {len(items)} on node {node.id!r} (max_items={len(items)} "
+                f"in Python); otherwise make {node.over!r} return fewer.",
+            )
         results: list[Any] = [None] * len(items)
         usages: list[Usage] = []
         done = 0

@@ -176,7 +176,7 @@ def run(
     model: ModelOpt = "sim:default",
     seed: SeedOpt = 0,
     timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 2,
+    retries: RetriesOpt = 4,
     sim_scale: SimScaleOpt = None,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,

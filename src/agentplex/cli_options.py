@@ -44,10 +44,22 @@ SeedOpt = Annotated[
 
 TimeoutOpt = Annotated[
     Optional[float],  # noqa: UP045
-    typer.Option("--timeout", help="Per-attempt time limit (s) for nodes that set none."),
+    typer.Option(
+        "--timeout",
+        help="Per-attempt time limit (s) of nodes that set none, and the deadline of each "
+        "LLM call whose provider sets none (default: 600 s per LLM call, none for Python "
+        "steps; inf: off).",
+    ),
 ]
 
-RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries after retryable errors.")]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Retries after real errors (5xx, timeouts, dropped connections); rate limits "
+        "(429, 529, Retry-After) have their own budget of 50.",
+    ),
+]
 
 SimScaleOpt = Annotated[
     Optional[float],  # noqa: UP045
@@ -91,7 +103,11 @@ MaxInflightOpt = Annotated[
 
 TotalTimeoutOpt = Annotated[
     Optional[float],  # noqa: UP045
-    typer.Option("--total-timeout", help="Time limit (s) of a node across all its attempts."),
+    typer.Option(
+        "--total-timeout",
+        help="Time limit (s) of a node across all its attempts and waits (default: 1800 "
+        "for nodes that call a model, none for Python steps; inf: off).",
+    ),
 ]
 
 PricesOpt = Annotated[

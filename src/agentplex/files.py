@@ -60,13 +60,22 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Located:
-    loader.flatten_mapping(node)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # puts the pairs of any '<<: *anchor' first
+    merged = len(node.value) - own
     mapping = Located()
     mapping.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
+    from_merge: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
-        if key in mapping:
+        if index < merged:  # the first merged value of a key wins, as in YAML
+            if key in mapping:
+                continue
+            from_merge.add(key)
+        elif key in from_merge:  # a key of the mapping's own overrides a merged one
+            from_merge.discard(key)
+        elif key in mapping:
             mapping.duplicates.append((key, line))
             continue
         mapping[key] = loader.construct_object(value_node, deep=True)
@@ -87,12 +96,141 @@ def _json_object(pairs: list[tuple[str, Any]]) -> Located:
     return mapping
 
 
+MAX_FILE_DEPTH = 100
+"""How deeply lists and mappings may nest in a workflow file (workflows need a few levels)."""
+_ALIAS_EXPANSION = 10  # YAML aliases may make the data at most this many times what is written
+_ALIAS_EXPANSION_FLOOR = 10_000
+_VALUE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
+_DEPTH_FIX = "Fix: keep lists and mappings a few levels deep."
+
+
+class _Refused(Exception):
+    """What :func:`read_data` turns into a :class:`WorkflowFileError` (problem, line)."""
+
+    def __init__(self, problem: str, line: int | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+
+
+def _too_deep() -> str:
+    return f"nested too deeply (over {MAX_FILE_DEPTH} levels). {_DEPTH_FIX}"
+
+
+def _json_too_deep(text: str) -> int | None:
+    """Return the line where ``text``'s JSON nests past :data:`MAX_FILE_DEPTH`, or None.
+
+    A linear scan that never recurses, in C-speed steps: drop escaped backslashes
+    and quotes, keep only quotes and brackets (UTF-8 bytes, so no character is
+    split), drop adjacent quote pairs (empty strings, or the gap between two
+    strings: the parity of every later quote is unchanged), drop what is left
+    between quotes, and take the running sum of the brackets. Where the text is
+    valid JSON this is its exact nesting; past an error the decoder stops anyway.
+    Only a refused file is scanned again, token by token, for the line.
+    """
+    import itertools
+    import re
+
+    if text.count("[") + text.count("{") <= MAX_FILE_DEPTH:
+        return None
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    others = bytes(range(256)).translate(None, b'"[]{}')
+    marks = unescaped.encode("utf-8", "surrogatepass").translate(None, others).replace(b'""', b"")
+    brackets = re.sub(rb'"[^"]*"?', b"", marks)
+    delta = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+    if max(itertools.accumulate(map(delta.__getitem__, brackets)), default=0) <= MAX_FILE_DEPTH:
+        return None
+    depth = 0
+    string = r'"[^"\\]*(?:\\.[^"\\]*)*"?'
+    for token in re.finditer(string + r"|[\[\]{}]", text, flags=re.DOTALL):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(token.group(), 0)
+        if depth > MAX_FILE_DEPTH:
+            return text.count("\n", 0, token.start()) + 1
+    return None  # pragma: no cover - the sum above said otherwise
+
+
+def _value_problem(exc: Exception) -> str:
+    """Say what Python could not build from a value the file wrote."""
+    import sys
+
+    if "integer string conversion" in str(exc):
+        limit = sys.get_int_max_str_digits()
+        return f"a number with too many digits (Python reads at most {limit})"
+    return f"a value Python cannot build ({type(exc).__name__}: {exc})"
+
+
+class _BoundedLoader(_LineLoader):
+    """The line-keeping loader, bounded: nesting depth, and how far aliases expand the data.
+
+    Composing recurses once per level, so the depth is checked before each
+    collection is composed (never near the recursion limit). An alias costs
+    nothing to compose but stands for its whole target; every composed node
+    carries its expanded size, and a document whose aliases make it more than
+    ``_ALIAS_EXPANSION`` times what it writes out ("billion laughs") is refused.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.bound_depth = 0
+        self.bound_written = 0
+        self.bound_sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self.bound_sizes:
+                raise _Refused("a YAML alias refers to a collection that holds it.", line)
+            return super().compose_node(parent, index)
+        collection = isinstance(event, yaml.CollectionStartEvent)
+        if collection:
+            self.bound_depth += 1
+            if self.bound_depth > MAX_FILE_DEPTH:
+                raise _Refused(_too_deep(), line)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            if collection:
+                self.bound_depth -= 1
+        sizes = self.bound_sizes
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(sizes[id(item)] for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(sizes[id(key)] + sizes[id(value)] for key, value in node.value)
+        sizes[id(node)] = size
+        self.bound_written += 1
+        if size > _ALIAS_EXPANSION * self.bound_written + _ALIAS_EXPANSION_FLOOR:
+            raise _Refused(
+                f"YAML aliases expand this file to more than {size:,} values, from "
+                f"{self.bound_written:,} written out. Fix: write the values out, or use "
+                "fewer aliases.",
+                line,
+            )
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except _VALUE_ERRORS as exc:  # e.g. a date 2001-13-45, or a key that is a list
+            line = node.start_mark.line + 1
+            raise _Refused(f"invalid YAML: {_value_problem(exc)}", line) from None
+
+
 def read_data(path: str | Path) -> Any:
     """Parse a YAML or JSON file into Python data (mappings are :class:`Located`).
 
+    Lists and mappings may nest :data:`MAX_FILE_DEPTH` levels; YAML aliases may
+    not expand the data more than tenfold; both are checked without deep
+    recursion, so a hostile file gets one line, never a ``RecursionError``.
+
     Raises:
-        WorkflowFileError: if the file cannot be read or parsed.
+        WorkflowFileError: if the file cannot be read or parsed, nests too
+            deeply, or holds a value Python cannot build.
     """
+    from agentplex.validation import paused_gc
+
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -101,18 +239,34 @@ def read_data(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowFileError(name, f"cannot read the file: {exc}") from None
     if name.endswith(".json"):
+        line = _json_too_deep(text)
+        if line is not None:
+            raise WorkflowFileError(name, _too_deep(), line=line)
         try:
-            return json.loads(text, object_pairs_hook=_json_object)
+            with paused_gc():
+                return json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as exc:
             raise WorkflowFileError(name, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise WorkflowFileError(name, f"invalid JSON: {_value_problem(exc)}") from None
+        except RecursionError:  # defence in depth: the scan above refuses this first
+            raise WorkflowFileError(name, _too_deep()) from None
+    loader: _BoundedLoader | None = None
     try:
-        return yaml.load(text, Loader=_LineLoader)
+        loader = _BoundedLoader(text)  # reads the text: may refuse a character already
+        with paused_gc():
+            return loader.get_single_data()
+    except _Refused as exc:
+        raise WorkflowFileError(name, exc.problem, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise WorkflowFileError(name, f"invalid YAML: {exc.problem}", line=line) from None
     except yaml.YAMLError as exc:
         raise WorkflowFileError(name, f"invalid YAML: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_workflow(
@@ -134,8 +288,11 @@ def load_workflow(
     Raises:
         WorkflowFileError: if the file cannot be read or parsed.
     """
-    data = read_data(path)
-    return workflow_from_data(data, source=str(path), trusted=trusted, lenient=lenient)
+    from agentplex.validation import paused_gc
+
+    with paused_gc():  # tens of thousands of new nodes: collect once, afterwards
+        data = read_data(path)
+        return workflow_from_data(data, source=str(path), trusted=trusted, lenient=lenient)
 
 
 def workflow_from_data(
@@ -195,7 +352,13 @@ FUNCTION_FIELDS: dict[str, _Check] = {
     "cpu_bound": _BOOL,
     "executor": _EXECUTOR,
 }
-MAP_FIELDS: dict[str, _Check] = {"map": _TEXT}
+MAP_FIELDS: dict[str, _Check] = {
+    "map": _TEXT,
+    "max_items": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "a whole number >= 1 (the most items the map fans out over; default 1000)",
+    ),
+}
 ALL_NODE_FIELDS = {**COMMON_FIELDS, **AGENT_FIELDS, **FUNCTION_FIELDS, **MAP_FIELDS}
 #: Request fields agentplex builds itself; a node's ``options`` may never set them
 #: (``extra_*`` too: the SDKs read those as headers, query and body overrides).
@@ -230,9 +393,15 @@ UNTRUSTED_OPTIONS = frozenset(
         "frequency_penalty",
     }
 )
-#: Fields of a ``providers:`` entry an untrusted file may not set: they choose
-#: where requests go, which key they carry and what headers they send.
-UNTRUSTED_PROVIDER_FIELDS = ("base_url", "api_key_env", "headers")
+#: What an untrusted file may set in ``providers:``: limits that slow its own
+#: calls down, on a provider that already exists. Everything else (``base_url``,
+#: ``api_key_env``, ``headers``, a ``kind`` that sends another provider's key, a
+#: new provider name) chooses where requests go or which key they carry.
+UNTRUSTED_PROVIDER_FIELDS = ("rpm", "tpm", "max_concurrency")
+#: Budgets an untrusted file may not raise past these (its own nodes' retries,
+#: timeouts and map fan-out).
+UNTRUSTED_MAX_RETRIES = 10
+UNTRUSTED_MAX_TIMEOUT_S = 3600.0
 TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "providers", "prices", "nodes")
 DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
 
@@ -403,19 +572,33 @@ class _FileReader:
 
     def _provider_chosen(self, raw: Any, name: str, spec: Mapping[str, Any]) -> bool:
         """Report an untrusted file's provider entry that chooses where requests go."""
-        chosen = [f for f in UNTRUSTED_PROVIDER_FIELDS if f in spec]
-        if chosen:
-            self.problem(
-                UntrustedInputError,
+        from agentplex.llm.config import KINDS
+
+        if name not in KINDS:
+            problem = f"providers.{name}: an untrusted workflow may not add providers."
+        else:
+            chosen = [
+                str(f)
+                for f in spec
+                if f not in UNTRUSTED_PROVIDER_FIELDS and not (f == "kind" and spec[f] == name)
+            ]
+            if not chosen:
+                return False
+            problem = (
                 f"providers.{name}.{chosen[0]}: an untrusted workflow may not choose "
-                "endpoints, keys, headers or environment variables.",
-                "configure the provider yourself (--base-url, --api-key, or a providers: "
-                "section in a file you wrote), or run with --trust if you wrote this file.",
-                mapping=raw,
-                key=name,
-                field="providers",
+                "endpoints, keys, headers or environment variables."
             )
-        return bool(chosen)
+        self.problem(
+            UntrustedInputError,
+            problem,
+            f"an untrusted file may only set {', '.join(UNTRUSTED_PROVIDER_FIELDS)} on the "
+            "built-in providers; configure providers yourself (--base-url, --api-key, or a "
+            "file you wrote), or run with --trust if you wrote this file.",
+            mapping=raw,
+            key=name,
+            field="providers",
+        )
+        return True
 
     def _prices(self, raw: Any, data: Any) -> dict[str, Price]:
         if raw is None:
@@ -575,6 +758,8 @@ class _FileReader:
             "cache": fields.get("cache"),
             "line": line,
         }
+        if not self.trusted and not self._budgets_ok({**fields, **common}, body, node_id):
+            return None
         is_agent = "role" in fields or "task" in fields
         is_function = "function" in fields
         if is_agent and is_function:
@@ -617,10 +802,48 @@ class _FileReader:
                 return None
             over = fields["map"]
             common["depends_on"] = tuple(dict.fromkeys([over, *common["depends_on"]]))
-            return MapNode(**common, over=over, body=inner)
+            limit = {"max_items": fields["max_items"]} if "max_items" in fields else {}
+            return MapNode(**common, over=over, body=inner, **limit)
+        if "max_items" in fields:
+            self.problem(
+                SchemaError,
+                "max_items only applies to map nodes.",
+                "add map: <node id> to fan out over that node's list, or remove max_items.",
+                mapping=body,
+                key="max_items",
+                node_id=node_id,
+                field="max_items",
+            )
+            return None
         if inner is None:
             self._kind_problem(node_id, body, "is neither an agent nor a function")
         return inner
+
+    def _budgets_ok(self, fields: Mapping[str, Any], body: Any, node_id: str) -> bool:
+        """Refuse an untrusted node that raises its own budgets past the defaults."""
+        import dataclasses
+
+        field = next(f for f in dataclasses.fields(MapNode) if f.name == "max_items")
+        default_items = int(field.default)  # type: ignore[arg-type]
+        caps = {
+            "retries": UNTRUSTED_MAX_RETRIES,
+            "timeout_s": UNTRUSTED_MAX_TIMEOUT_S,
+            "max_items": default_items,
+        }
+        for name, cap in caps.items():
+            value = fields.get(name)
+            if isinstance(value, int | float) and value > cap:
+                self.problem(
+                    UntrustedInputError,
+                    f"an untrusted workflow may not set {name} above {cap:g}, got {value!r}.",
+                    f"lower {name}, or run with --trust if you wrote this file.",
+                    mapping=body,
+                    key=name,
+                    node_id=node_id,
+                    field=name,
+                )
+                return False
+        return True
 
     def _options_ok(self, options: Mapping[str, Any], body: Any, node_id: str) -> bool:
         """Refuse options that would replace the request agentplex builds, or that an

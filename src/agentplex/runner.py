@@ -14,13 +14,23 @@ Policy.
   extra slots.
 - *Ownership.* Every node runs as a task of one :class:`asyncio.TaskGroup`,
   so nothing outlives the run.
-- *Errors.* A node attempt that raises a retryable error (``RetryableError``,
-  a provider error marked retryable, a timeout, or a type in the node's
-  ``retry_on``) is retried up to ``retries`` times with exponential backoff and
-  full jitter (a provider's Retry-After is honoured). Under ``fail_fast`` the
-  first node that fails for good cancels every running node and nothing new
-  starts; under ``continue`` only the failed node's dependents are skipped and
-  everything else runs to the end. Either way the result records every node.
+- *Errors.* A retryable attempt is retried under one of two budgets (see
+  :mod:`agentplex.retry`): rate limits (429, Anthropic's 529, any error with
+  a Retry-After) use ``rate_limit_retries`` (50) and wait out the Retry-After,
+  or back off with full jitter without one; real errors (``RetryableError``,
+  5xx, dropped connections, malformed bodies, timeouts, ``retry_on`` types)
+  use ``retries`` (4) with exponential backoff and full jitter. Every attempt
+  counts in ``attempts``. Under ``fail_fast`` the first node that fails for
+  good cancels every running node and nothing new starts; under ``continue``
+  only the failed node's dependents are skipped and everything else runs to
+  the end. Either way the result records every node.
+- *Deadlines.* Every LLM call (agents, agent map items, ``ctx.ask``) has a
+  wall-clock deadline around the whole call, streaming included: the
+  provider's ``timeout_s``, else the run's ``timeout_s``, else 600 s. A node
+  that calls a model is also limited to ``total_timeout_s``, else 30 min,
+  across attempts and waits. Python steps get no default limit;
+  ``timeout_s``/``total_timeout_s`` apply when set. ``math.inf`` turns a
+  limit off.
 - *Cancellation.* If the run is cancelled (Ctrl-C), running nodes are
   cancelled, a :class:`RunFinished` event with status ``cancelled`` and every
   finished output is emitted, and the cancellation propagates.
@@ -47,6 +57,7 @@ from agentplex.exceptions import (
 )
 from agentplex.ids import new_run_id
 from agentplex.llm.base import Usage
+from agentplex.llm.config import redact
 from agentplex.options import RunOptions
 from agentplex.result import NodeResult, NodeStatus, RunResult
 from agentplex.retry import describe
@@ -390,7 +401,8 @@ class _Run(Attempts):
         attempts = getattr(exc, "attempts", None) or self.attempts.get(node_id, 1)
         self.attempts[node_id] = attempts
         cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc
-        error = describe(exc if isinstance(exc, NodeTimeoutError) else cause)
+        # A step's own exception may quote a key it read: masked like any output.
+        error = redact(describe(exc if isinstance(exc, NodeTimeoutError) else cause))
         error_type = type(cause).__name__
         self.errors[node_id] = (error, error_type)
         t = self.record_end(node_id, "failed")

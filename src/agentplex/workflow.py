@@ -137,11 +137,28 @@ class MapNode(Node):
     items run concurrently, results are gathered in item order, and the first
     failure cancels the remaining items. An agent's text output is split into
     its non-empty lines (list bullets removed).
+
+    Raises:
+        SchemaError: if ``max_items`` is not a whole number >= 1.
     """
 
     over: str
     """Id of the node whose output is the list; it is a dependency automatically."""
     body: AgentNode | FunctionNode
+    max_items: int = 1_000
+    """Most items this node fans out over. A longer list (one model answer can hold
+    any number of lines) fails the node before any item starts, with the count."""
+
+    def __post_init__(self) -> None:
+        limit = self.max_items
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise SchemaError(
+                f"max_items must be a whole number >= 1, got {limit!r}.",
+                hint="e.g. max_items: 5000 for a map that really needs more than 1,000 items.",
+                node_id=self.id,
+                field="max_items",
+                line=self.line,
+            )
 
     @property
     def kind(self) -> str:
@@ -437,11 +454,16 @@ class Workflow:
         timeout_s: float | None = None,
         retries: int | None = None,
         latency_s: float | None = None,
+        max_items: int = 1_000,
     ) -> str:
         """Add a map node running an agent (``role`` + ``task``) or ``fn`` once per item of ``over``.
 
+        ``max_items`` bounds the fan-out: a longer list fails the node before
+        any item starts.
+
         Raises:
-            SchemaError: unless exactly one of ``role``/``task`` or ``fn`` is given.
+            SchemaError: unless exactly one of ``role``/``task`` or ``fn`` is
+                given, or if ``max_items`` is not a whole number >= 1.
         """
         has_agent = role is not None or task is not None
         if has_agent == (fn is not None) or (has_agent and (role is None or task is None)):
@@ -470,13 +492,23 @@ class Workflow:
             )
         node_id = id if id is not None else self._unique_id(base)
         deps = tuple(dict.fromkeys([over, *depends_on]))
-        return self.add(MapNode(id=node_id, over=over, body=body, depends_on=deps, retries=retries))
+        return self.add(
+            MapNode(
+                id=node_id,
+                over=over,
+                body=body,
+                depends_on=deps,
+                retries=retries,
+                max_items=max_items,
+            )
+        )
 
     def compile(
         self,
         *,
         lenient: bool = False,
         on_cycle: OnCycle = "error",
+        imports: bool = True,
     ) -> CompiledWorkflow:
         """Validate the workflow and return its immutable, compiled form.
 
@@ -487,13 +519,18 @@ class Workflow:
             on_cycle: ``"error"`` (default) or ``"declared_order"``, which
                 breaks cycles by dropping dependencies on later-declared nodes,
                 each with a warning.
+            imports: import the modules that function nodes name as
+                ``module:function`` and plan their parameter binding. With
+                ``False`` each target is only checked for shape, nothing is
+                imported and a warning says so; the result is for inspection
+                (layers, graphs), not for running.
 
         Raises:
-            InvalidWorkflowError: listing every problem found.
+            InvalidWorkflowError: listing the problems found.
         """
         from agentplex.validation import compile_workflow
 
-        return compile_workflow(self, lenient=lenient, on_cycle=on_cycle)
+        return compile_workflow(self, lenient=lenient, on_cycle=on_cycle, imports=imports)
 
     def _unique_id(self, base: str) -> str:
         base = suggest_node_id(base)

@@ -92,3 +92,53 @@ def test_stream_mask_holds_a_key_split_across_pieces() -> None:
     mask.flush()
     assert "".join(sent) == "a *** b c"
     assert not any("sk-str" in s for s in sent)
+
+
+def test_keys_are_masked_in_every_kind_of_step_output_and_in_step_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import collections
+    import dataclasses
+    from types import MappingProxyType
+
+    import agentplex as ap
+
+    key = "sk-env-key-for-steps-0123456789"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)  # not used by this run: masked all the same
+    pair = collections.namedtuple("pair", "name value")
+
+    @dataclasses.dataclass
+    class Checked:
+        value: str
+        late: str = dataclasses.field(init=False, default="")
+
+        def __post_init__(self) -> None:
+            if "*" in self.value:
+                raise ValueError("no stars")
+
+    def shapes() -> list[object]:
+        return [key.encode(), bytearray(key.encode()), MappingProxyType({"k": key})]
+
+    def more() -> list[object]:
+        checked = Checked(key)
+        checked.late = key
+        return [pair(key, 1), checked, {key}]
+
+    def raises() -> None:
+        raise RuntimeError(f"could not use {key}")
+
+    wf = ap.Workflow("leaks")
+    wf.function(shapes)
+    wf.function(more)
+    wf.function(raises)
+    result = ap.run(wf, error_policy="continue")
+    blob, byte_array, mapping = result.nodes["shapes"].output
+    assert blob == b"***"
+    assert byte_array == bytearray(b"***")
+    assert mapping == {"k": "***"}
+    named, checked, keys = result.nodes["more"].output
+    assert named == pair("***", 1)
+    assert (checked.value, checked.late) == ("***", "***")
+    assert keys == {"***"}
+    assert key not in result.nodes["raises"].error
+    assert key not in result.to_json()

@@ -48,7 +48,7 @@ def test_untrusted_file_cannot_send_the_users_key_to_its_server(
         path = _hostile(tmp_path, server.url, HOSTILE_PROVIDERS[case])
         result = cli("run", path, "--untrusted", "--no-store", "--json")
         assert result.exit_code == 2, result.output
-        assert "untrusted workflow may not choose endpoints" in result.stderr
+        assert "an untrusted workflow may not" in result.stderr
         assert "Traceback" not in result.output
         assert server.requests == []
         # The same file, trusted, does reach the server: the check above can see a leak.
@@ -237,3 +237,44 @@ def test_untrusted_errors_are_typed(tmp_path: Path) -> None:
     assert all(isinstance(e, UntrustedInputError) for e in errors)
     assert {e.field for e in errors} == {"providers", "options"}
     assert all(e.path == str(path) and e.line for e in errors)
+
+
+@pytest.mark.parametrize(
+    "providers",
+    [
+        "openai: {kind: anthropic}",  # sends ANTHROPIC_API_KEY to the OpenAI endpoint
+        "anthropic: {kind: openai}",
+        "ollama: {kind: openai}",  # spends the OpenAI key on ollama: models
+        "evil: {kind: openai}",  # a provider of its own
+        "openai: {timeout_s: 100000}",
+        "openai: {transport: httpx}",
+    ],
+)
+def test_untrusted_provider_entries_may_only_slow_built_in_providers(
+    providers: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(f"providers:\n  {providers}\nnodes:\n  a: {{role: researcher, task: hi}}\n")
+    with pytest.raises(InvalidWorkflowError) as info:
+        ap.load_workflow(path, trusted=False).compile()
+    assert isinstance(info.value.errors[0], UntrustedInputError)
+    ap.load_workflow(path).compile()  # the user's own file may
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nodes:\n  a: {role: researcher, task: hi, retries: 1000000000}\n",
+        "defaults: {retries: 1000000000}\nnodes:\n  a: {role: researcher, task: hi}\n",
+        "nodes:\n  a: {role: researcher, task: hi, timeout_s: 1.0e+300}\n",
+        "nodes:\n  l: {role: researcher, task: list}\n"
+        "  m: {map: l, role: researcher, task: '{item}', max_items: 1000000000}\n",
+    ],
+)
+def test_an_untrusted_file_cannot_raise_its_own_budgets(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidWorkflowError) as info:
+        ap.load_workflow(path, trusted=False).compile()
+    assert isinstance(info.value.errors[0], UntrustedInputError)
+    ap.load_workflow(path).compile()

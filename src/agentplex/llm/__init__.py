@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from agentplex.exceptions import ConfigError
 from agentplex.llm.base import (
+    DEFAULT_CALL_TIMEOUT_S,
     Completion,
     Message,
     ModelRef,
@@ -59,6 +60,7 @@ def create_provider(resolved: ResolvedProvider, *, max_connections: int = 16) ->
             limit_key=f"sim|{resolved.name}",
         )
         provider.label = resolved.name
+        provider.set_call_timeout(resolved.timeout_s)
     else:
         provider = cls(resolved, max_connections=max_connections)
     return provider
@@ -147,6 +149,7 @@ async def _reach(host: str, port: int, name: str, url: str, timeout_s: float) ->
 
 
 __all__ = [
+    "DEFAULT_CALL_TIMEOUT_S",
     "DEFAULT_MODEL",
     "PROVIDERS",
     "Completion",

@@ -5,18 +5,49 @@ and ``statistics()``. Providers do not retry: the runner owns the one retry
 loop, so every failure is seen by it. A failure that may go away when tried
 again raises :class:`~agentplex.exceptions.ProviderError` with
 ``retryable=True``.
+
+Every call has a wall-clock deadline, :attr:`Provider.call_timeout_s`: the
+provider configuration's ``timeout_s``, else the run's ``timeout_s``, else
+:data:`DEFAULT_CALL_TIMEOUT_S` (600 s, which a long real completion fits in).
+It is one timer around the whole call, streaming included, from the moment
+the call has its limiter ticket (waiting for the limiter does not count), so a
+server that trickles a byte every few seconds, which restarts an SDK's read
+timeout on every byte, is still cut off. ``math.inf`` turns it off.
+
+The engine may also set :data:`CALL_DEADLINE`, the loop time by which the node
+making the call must be done (its total time limit); the same timer then fires
+at whichever comes first. One plain loop timer per call, not a per-attempt
+``asyncio.timeout``: a call is all an agent attempt waits for, and the timer
+costs a few microseconds where ``asyncio.timeout`` costs several times that.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from agentplex.exceptions import ConfigError, ProviderError
+from agentplex.llm.errors import is_rate_limit
 from agentplex.llm.limits import Limiter, Limits, limiter_for
+
+DEFAULT_CALL_TIMEOUT_S = 600.0
+"""Wall-clock deadline of one LLM call when neither its provider nor the run sets one."""
+
+CALL_DEADLINE: ContextVar[tuple[asyncio.Task[Any], float] | None] = ContextVar(
+    "agentplex_call_deadline", default=None
+)
+"""``(task, loop time)``: calls made by ``task`` must end by then; None: no such deadline.
+
+Set by the engine around a node's attempt when the node's total time limit is
+enforced through its calls (see :mod:`agentplex.attempts`). It names its task
+because tasks started meanwhile inherit the context: a node the planner adds
+from inside another node's attempt must not inherit that node's deadline."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -138,6 +169,21 @@ def parse_model(spec: str, known: Mapping[str, object] | None = None) -> ModelRe
     return ModelRef(provider, model)
 
 
+class _Timer:
+    """Cancels its task when it fires, and remembers that it did."""
+
+    __slots__ = ("cancelling", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 class Provider(ABC):
     """Base class of the LLM providers."""
 
@@ -153,6 +199,12 @@ class Provider(ABC):
         self._limiters: dict[str, Limiter] = {}
         self.label = self.name
         """How errors name this provider (its configuration's name)."""
+        self.call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S
+        """Wall-clock deadline of each whole call (streaming included); None: no deadline."""
+
+    def set_call_timeout(self, timeout_s: float) -> None:
+        """Set :attr:`call_timeout_s`; ``math.inf`` means no deadline."""
+        self.call_timeout_s = None if math.isinf(timeout_s) else timeout_s
 
     def limiter(self, model: str) -> Limiter | None:
         """Return the process-wide limiter of ``model`` on this endpoint, or None if unlimited."""
@@ -168,19 +220,27 @@ class Provider(ABC):
     async def complete(self, request: Request) -> Completion:
         """Run one completion under the model's limits; raise ProviderError on failure.
 
-        Never retries: a 429 is reported to the limiter (which slows every
-        caller of the model down) and raised for the engine to retry.
+        Never retries: a 429 (or an overload, see
+        :func:`~agentplex.llm.errors.is_rate_limit`) is reported to the limiter
+        (which slows every caller of the model down) and raised for the engine
+        to retry. A call past :attr:`call_timeout_s` raises a retryable
+        ProviderError saying so.
         """
         limiter = self._limiters.get(request.model) or self.limiter(request.model)
         ticket = await limiter.acquire(estimate_request_tokens(request)) if limiter else None
         self._calls += 1
         self._in_flight += 1
         try:
-            completion = await self._complete(request)
+            owned = CALL_DEADLINE.get()
+            ends = owned[1] if owned is not None and owned[0] is asyncio.current_task() else None
+            if self.call_timeout_s is None and ends is None:
+                completion = await self._complete(request)
+            else:
+                completion = await self._complete_by(request, self.call_timeout_s, ends)
         except BaseException as exc:
             self._failures += 1
             if limiter is not None and ticket is not None:
-                limited = isinstance(exc, ProviderError) and exc.status == 429
+                limited = isinstance(exc, ProviderError) and is_rate_limit(exc)
                 limiter.release(
                     ticket,
                     "rate_limited" if limited else "error",
@@ -192,6 +252,42 @@ class Provider(ABC):
         if limiter is not None and ticket is not None:
             limiter.release(ticket, "ok", tokens_used=completion.usage.total_tokens)
         self._usage = self._usage + completion.usage
+        return completion
+
+    async def _complete_by(
+        self, request: Request, timeout_s: float | None, ends: float | None
+    ) -> Completion:
+        """``_complete`` under one wall-clock timer: ``timeout_s`` from now or ``ends``."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        start = loop.time()
+        when = start + timeout_s if timeout_s is not None else math.inf
+        if ends is not None and ends < when:
+            when = ends
+        timer = _Timer(task)
+        handle = loop.call_at(when, timer.fire)
+        try:
+            completion = await self._complete(request)
+        except BaseException as exc:
+            handle.cancel()
+            # Ours only if nobody else cancelled the task meanwhile (as asyncio.timeout does).
+            if (
+                timer.fired
+                and task.uncancel() <= timer.cancelling
+                and isinstance(exc, asyncio.CancelledError)
+            ):
+                raise ProviderError(
+                    self.label,
+                    f"call timed out after {when - start:g}s (a wall-clock limit on the whole "
+                    "call, streamed or not). Fix: raise the provider's timeout_s, or the run's "
+                    "timeout_s (--timeout) if the provider sets none",
+                    retryable=True,
+                ) from None
+            raise
+        handle.cancel()
+        if timer.fired:  # the call ended anyway: take the cancellation back
+            task.uncancel()
         return completion
 
     @abstractmethod

@@ -17,6 +17,7 @@ passes through, along with anything shaped like a provider key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import ipaddress
 import os
@@ -84,34 +85,59 @@ def redact(text: str) -> str:
 def redact_value(value: Any) -> Any:
     """Return ``value`` (an output) with every known key masked in its text.
 
-    Strings, and strings inside lists, tuples, sets, dicts (keys too) and
-    dataclass instances, are masked; everything else is returned as it is.
+    Strings and bytes are masked, and so are those inside lists, tuples (named
+    ones too), sets, mappings (keys too) and dataclass instances; a container
+    is copied only when something in it changed. Other objects are returned as
+    they are (the store's codec refuses what it cannot read back as data).
     """
     if not _SECRETS:
         return value
     return _redact_value(value, 0)
 
 
+def _mask_bytes(data: bytes) -> bytes:
+    text = data.decode("utf-8", "surrogateescape")
+    masked = mask_secrets(text)
+    return data if masked == text else masked.encode("utf-8", "surrogateescape")
+
+
 def _redact_value(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return mask_secrets(value)
-    if depth > 100 or isinstance(value, int | float | bool | bytes | None):
+    if isinstance(value, bytes | bytearray):
+        masked = _mask_bytes(bytes(value))
+        return value if masked == value else type(value)(masked)
+    if depth > 100 or value is None or isinstance(value, int | float | bool):
         return value
     if isinstance(value, list | tuple | set | frozenset):
         items = [_redact_value(v, depth + 1) for v in value]
-        return items if type(value) is list else type(value)(items)
-    if isinstance(value, dict):
-        return {_redact_value(k, depth + 1): _redact_value(v, depth + 1) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: _redact_value(getattr(value, f.name), depth + 1)
-            for f in dataclasses.fields(value)
-            if f.init
-        }
-        try:
-            return dataclasses.replace(value, **changes)
-        except (TypeError, ValueError):
+        if all(a is b for a, b in zip(items, value, strict=False)) and not isinstance(
+            value, set | frozenset
+        ):
             return value
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+            return type(value)(*items)
+        return items if isinstance(value, list) else type(value)(items)
+    if isinstance(value, Mapping):
+        pairs = [
+            (_redact_value(k, depth + 1), _redact_value(v, depth + 1)) for k, v in value.items()
+        ]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changed = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _redact_value(old, depth + 1)
+            if new is not old:
+                changed[f.name] = new
+        if not changed:
+            return value
+        copied = copy.copy(value)  # no __init__/__post_init__: fields are set as they are
+        for name, new in changed.items():
+            object.__setattr__(copied, name, new)
+        return copied
     return value
 
 
@@ -224,7 +250,8 @@ class ProviderConfig:
     api_key_env: str | None = None
     """Environment variable holding the key (default: the kind's standard one)."""
     timeout_s: float | None = None
-    """Time limit of one HTTP request; None: the run's ``timeout_s``, else 120 s."""
+    """Wall-clock deadline of one whole call (streaming included); None: the run's
+    ``timeout_s``, else 600 s; ``math.inf`` (``.inf`` in a file): none."""
     limits: Limits = field(default_factory=Limits)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -323,7 +350,9 @@ def resolve(
             f"provider {name!r}: api_key_env names {config.api_key_env}, which is not set. "
             f"Fix: export {config.api_key_env}=..."
         )
-    timeout = config.timeout_s or default_timeout_s or 120.0
+    from agentplex.llm.base import DEFAULT_CALL_TIMEOUT_S  # the deadline of one whole call
+
+    timeout = config.timeout_s or default_timeout_s or DEFAULT_CALL_TIMEOUT_S
     return ResolvedProvider(
         name, kind, base_url, key, timeout, config.limits, config.headers, config.options
     )

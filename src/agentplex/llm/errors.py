@@ -9,6 +9,12 @@ The engine's retry loop decides from ``retryable``, ``status`` and
   ``retry-after`` in seconds, or ``retry-after`` as an HTTP date;
 - not retried: every other 4xx, with a message that says what to fix.
 
+Of the retried ones, :func:`is_rate_limit` picks out those that say "too many
+requests, come back later" rather than "this call failed": 429, Anthropic's
+529 (overloaded), and any answer with a Retry-After above zero. The engine
+retries those under their own budget (``rate_limit_retries``), so they never
+use up a node's ``retries``, and the limiter slows down on them.
+
 Messages pass through :func:`agentplex.llm.config.redact`.
 """
 
@@ -24,6 +30,8 @@ from agentplex.exceptions import ProviderError
 from agentplex.llm.config import redact
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+RATE_LIMIT_STATUS = frozenset({429, 529})
+"""Too many requests, and Anthropic's "overloaded"."""
 
 _HINTS = {
     400: "the provider rejected the request; check the model's options (max_tokens, temperature)",
@@ -39,6 +47,18 @@ _HINTS = {
 def is_retryable_status(status: int) -> bool:
     """Return whether an HTTP status is worth trying again."""
     return status in RETRYABLE_STATUS or status >= 500
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """Return whether ``exc`` asks the caller to slow down rather than reporting a failure.
+
+    True for a ``status`` of 429 or 529, or a ``retry_after_s`` above zero (the
+    server said when to come back). Whether to retry at all is ``retryable``'s call.
+    """
+    if getattr(exc, "status", None) in RATE_LIMIT_STATUS:
+        return True
+    retry_after = getattr(exc, "retry_after_s", None)
+    return isinstance(retry_after, int | float) and retry_after > 0
 
 
 def parse_retry_after(

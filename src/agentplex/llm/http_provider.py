@@ -19,7 +19,12 @@ method (``client.post(path, body=..., cast_to=httpx.Response)``) with a plain
 JSON body, and read the JSON answer themselves: the SDK's parameter
 transformation and response models cost more client CPU than everything else
 on the path (a third of a 1,000-call batch's makespan). Authentication, base
-URLs, headers, timeouts and error types are still the SDK's.
+URLs, headers and error types are still the SDK's.
+
+The SDK's timeouts (connect, read, write) are set to the configuration's
+``timeout_s`` too, but a read timeout restarts on every byte, so a server that
+trickles one byte every few seconds never trips it; what bounds a call is the
+wall-clock deadline :class:`~agentplex.llm.base.Provider` puts around it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class SdkProvider(Provider):
         super().__init__(limits=resolved.limits, limit_key=resolved.identity)
         self.resolved = resolved
         self.label = resolved.name
+        self.set_call_timeout(resolved.timeout_s)
         limit = resolved.limits.max_concurrency
         self.max_connections = min(limit, max_connections) if limit else max_connections
         self.sdk = self._import_sdk()
@@ -73,7 +79,12 @@ class SdkProvider(Provider):
         factory = self.sdk.DefaultAsyncHttpxClient
         if self.transport == "aiohttp":
             factory = self.sdk.DefaultAioHttpClient
-        return factory(limits=limits, timeout=self.resolved.timeout_s)
+        return factory(limits=limits, timeout=self.sdk_timeout)
+
+    @property
+    def sdk_timeout(self) -> float | None:
+        """The SDK's connect/read/write timeout: the call's deadline (None: none)."""
+        return self.call_timeout_s
 
     @property
     def transport(self) -> str:
@@ -97,6 +108,11 @@ class SdkProvider(Provider):
     @abstractmethod
     async def _call(self, request: Request) -> Completion:
         """Make the call with the SDK."""
+
+    async def complete(self, request: Request) -> Completion:
+        if self._client is None:  # setting up (about 0.2 s) is not the call: outside its deadline
+            self._client = self._new_client()
+        return await super().complete(request)
 
     async def _complete(self, request: Request) -> Completion:
         try:

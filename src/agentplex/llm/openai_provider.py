@@ -24,7 +24,7 @@ class OpenAIProvider(SdkProvider):
         return self.sdk.AsyncOpenAI(
             api_key=resolved.api_key.reveal() if resolved.api_key else None,
             base_url=resolved.base_url,
-            timeout=resolved.timeout_s,
+            timeout=self.sdk_timeout,
             max_retries=0,
             default_headers=dict(resolved.headers) or None,
             http_client=self._http_client(),

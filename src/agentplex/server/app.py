@@ -16,9 +16,12 @@ it was sent, as OpenAI's does), so tests can reach every status.
 Answers come from :func:`agentplex.llm.sim.generate`, so the text, usage and
 latency are the in-process ``sim`` provider's for the same model, messages and
 seed. Faults are drawn per request from a seeded generator, before the answer;
-the enforced RPM/TPM limits are token buckets holding one second's worth
-(like real providers, which enforce per-minute limits over short windows) and
-answer real 429s with ``retry-after`` and ``retry-after-ms`` when exceeded.
+a ``script`` of statuses answers the first requests of each prompt in order
+instead (429s with Retry-After), so a test can ask for "ten 429s, then the
+answer" without depending on which request draws what. The enforced RPM/TPM
+limits are token buckets holding one second's worth (like real providers, which
+enforce per-minute limits over short windows) and answer real 429s with
+``retry-after`` and ``retry-after-ms`` when exceeded.
 """
 
 from __future__ import annotations
@@ -39,7 +42,17 @@ from agentplex.llm.sim import MODELS as SIM_MODELS
 from agentplex.llm.sim import generate, stream_pieces
 from agentplex.server.http import ConnectionTracker, Drop, HttpRequest, HttpResponse, Stream
 
-FAULTS = ("p429", "p429_bare", "p500", "p503", "p529", "p_hang", "p_drop", "p_malformed")
+FAULTS = (
+    "p429",
+    "p429_bare",
+    "p500",
+    "p503",
+    "p529",
+    "p_hang",
+    "p_drop",
+    "p_malformed",
+    "p_trickle",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +77,13 @@ class ServerConfig:
     """Close the connection without answering."""
     p_malformed: float = 0.0
     """Answer 200 with a body that is not valid JSON."""
+    p_trickle: float = 0.0
+    """Send the headers of a 200, then one byte every ``trickle_s``, forever (until the
+    client goes): a read timeout that restarts on every byte never fires."""
+    trickle_s: float = 2.0
+    script: tuple[int, ...] = ()
+    """HTTP statuses the first ``len(script)`` requests of each prompt get, in order
+    (429s with ``retry_after_s``; 200 answers normally); later requests as usual."""
     retry_after_s: float = 1.0
     """The Retry-After sent with injected 429s."""
     hang_s: float = 3600.0
@@ -85,6 +105,10 @@ class ServerConfig:
             total += p
         if total > 1:
             raise ConfigError(f"sim-server: fault probabilities add up to {total:g} > 1.")
+        if not self.trickle_s > 0:
+            raise ConfigError(f"sim-server: trickle_s must be > 0, got {self.trickle_s}.")
+        if any(not 200 <= s <= 599 for s in self.script):
+            raise ConfigError(f"sim-server: script holds statuses 200-599, got {self.script}.")
         if self.latency_s is not None and self.latency_s < 0:
             raise ConfigError(f"sim-server: latency must be >= 0, got {self.latency_s}.")
         for name in ("rpm", "tpm"):
@@ -236,7 +260,12 @@ class SimApp:
         self.stats.models[key] = model
         if model.startswith("status-") and model[7:].isdigit():
             return self._forced(int(model[7:]), key, api, request)
+        scripted = self._scripted(key)
+        if scripted is not None:
+            return self._status(scripted, key, api)
         fault = self._draw_fault()
+        if fault == "p_trickle":
+            return await self._trickle(key, request, body, start_stream)
         if fault is not None:
             return await self._fault(fault, key, api, request)
         seed = body.get("seed", 0) if isinstance(body.get("seed", 0), int) else 0
@@ -277,6 +306,37 @@ class SimApp:
             sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             message = f"Incorrect API key provided: {sent or request.headers.get('x-api-key')}"
         return HttpResponse.json(status, api.error(status, message), {"retry-after": "0"})
+
+    def _scripted(self, key: str) -> int | None:
+        """The status the script gives this request of prompt ``key``, or None (answer it)."""
+        script = self.config.script
+        if not script:
+            return None
+        seen = sum(self.stats.by_prompt[key].values()) if key in self.stats.by_prompt else 0
+        status = script[seen] if seen < len(script) else None
+        return None if status == 200 else status
+
+    def _status(self, status: int, key: str, api: _Api) -> HttpResponse:
+        """An error answer of ``status`` (429s carry ``retry_after_s``)."""
+        self._record(str(status), key)
+        headers = {"retry-after": f"{self.config.retry_after_s:g}"} if status == 429 else {}
+        return HttpResponse.json(status, api.error(status, f"simulated {status}"), headers)
+
+    async def _trickle(
+        self,
+        key: str,
+        request: HttpRequest,
+        body: Any,
+        start_stream: Callable[[int, dict[str, str]], Awaitable[Stream]],
+    ) -> HttpResponse | None:
+        """Start a 200 and send one space every ``trickle_s`` until the client goes."""
+        self._record("trickle", key)
+        kind = "text/event-stream" if body.get("stream") else "application/json"
+        stream = await start_stream(200, {"content-type": kind})
+        while True:
+            await stream.send(b" ")  # JSON and SSE both allow it; neither ever ends
+            if await request.disconnected(self.config.trickle_s):
+                raise Drop
 
     def _draw_fault(self) -> str | None:
         draw = self.rng.random()

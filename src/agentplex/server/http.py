@@ -9,7 +9,6 @@ broken body) and must not add a dependency to the core package.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,13 +27,16 @@ class HttpRequest:
     body: bytes
     reader: asyncio.StreamReader | None = None
 
-    async def disconnected(self, timeout_s: float) -> None:
-        """Wait until the client closes the connection, or ``timeout_s``."""
+    async def disconnected(self, timeout_s: float) -> bool:
+        """Wait until the client closes the connection, or ``timeout_s``; return whether it did."""
         if self.reader is None:
             await asyncio.sleep(timeout_s)
-            return
-        with contextlib.suppress(TimeoutError):
+            return False
+        try:
             await asyncio.wait_for(self.reader.read(1), timeout_s)
+        except TimeoutError:
+            return False
+        return True  # end of file (or a stray byte): the client is done with this answer
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
