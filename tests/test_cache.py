@@ -93,7 +93,7 @@ def test_prune_by_age_then_least_recently_used_by_size(tmp_path: Path) -> None:
         cache.put(f"k{i}", "x" * 100_000)  # ~100 kB each
         time.sleep(0.002)  # distinct "last used" times
     with sqlite3.connect(path) as db:  # k0 is 40 days old
-        db.execute("UPDATE cache SET created = ? WHERE key = 'k0'", (time.time() - 40 * 86400,))
+        db.execute("UPDATE entries SET created = ? WHERE key = 'k0'", (time.time() - 40 * 86400,))
     assert cache.prune() == 1
     assert cache.get("k0") == (False, None)
     time.sleep(0.01)
@@ -119,6 +119,37 @@ def test_a_corrupt_cache_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"result cache .*c\.sqlite.*--no-cache"):
         ResultCache(path)
+
+
+def test_values_are_data_and_a_bad_entry_is_a_miss_that_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path)
+    cache.put("k", {"rows": (1, b"x")})
+    cache.put("not data", object())  # not cached: no error, no entry
+    assert cache.get("k") == (True, {"rows": (1, b"x")})
+    assert cache.info()["entries"] == 1
+    with sqlite3.connect(path) as db:
+        db.execute('UPDATE entries SET value=\'{"$t": "bytes", "v": 5}\' WHERE key=\'k\'')
+    assert cache.get("k") == (False, None)
+    assert cache.info()["entries"] == 0
+    cache.close()
+
+
+def test_a_file_that_is_not_a_cache_is_refused_and_left_alone(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    from agentplex.store.sqlite import SqliteStore
+
+    SqliteStore(store).close()
+    with pytest.raises(StoreError, match=r"not an agentplex result cache \(a run store\?\)"):
+        ResultCache(store)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:  # someone else's table that happens to be called cache
+        db.execute("CREATE TABLE cache (url TEXT, body BLOB)")
+        db.execute("INSERT INTO cache VALUES ('u', x'00')")
+    with pytest.raises(StoreError, match="not an agentplex result cache"):
+        ResultCache(other)
+    with sqlite3.connect(other) as db:
+        assert db.execute("SELECT COUNT(*) FROM cache").fetchone() == (1,)
 
 
 def test_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +23,10 @@ from agentplex.store import (
     RunStore,
     StoredNode,
     StoreError,
+    UnstorableOutputError,
     open_store,
+    owner_alive,
+    shown_status,
 )
 from agentplex.store.sqlite import SqliteStore
 
@@ -136,6 +140,54 @@ def test_contract_refuses_a_run_another_live_process_writes(store: RunStore) -> 
     store.begin_run(record("r1"))
 
 
+def test_contract_outputs_come_back_as_the_values_they_were(store: RunStore) -> None:
+    store.begin_run(record("r1"))
+    output = {"pair": (1, "a"), "raw": b"\x00\xff", 3: {"tags": {"x"}}, "nan": float("inf")}
+    store.put_node("r1", StoredNode("a", "k-a", "succeeded", output, {"output": repr(output)}))
+    asyncio.run(store.sync())
+    [stored] = store.get_nodes("r1").values()
+    assert stored.output == output
+    assert stored.record["output"] == output  # the record carries the value, as the store has it
+
+
+def test_contract_an_unstorable_output_names_the_node_and_stores_nothing(
+    store: RunStore,
+) -> None:
+    store.begin_run(record("r1"))
+    node = StoredNode("embed", "k", "succeeded", {"vectors": [object()]}, {})
+    with pytest.raises(
+        UnstorableOutputError, match=r"node 'embed'.*\['vectors'\]\[0\].*Fix: return str"
+    ) as caught:
+        store.put_node("r1", node)
+    assert caught.value.node_id == "embed"
+    asyncio.run(store.sync())
+    assert store.get_nodes("r1") == {}
+
+
+def test_contract_the_last_node_completes_the_run_in_the_same_write(store: RunStore) -> None:
+    store.begin_run(record("r1", total_nodes=2))
+    store.put_node("r1", StoredNode("a", "k-a", "succeeded", "A", {}))
+    asyncio.run(store.sync())
+    assert store.get_run("r1").status == "running"
+    store.put_node("r1", StoredNode("b", "k-b", "succeeded", "B", {}), completes=True)
+    asyncio.run(store.sync())
+    assert store.get_run("r1").status == "succeeded"  # before end_run writes the summary
+    store.end_run("r1", "succeeded", {"cost_usd": 0.25})
+    asyncio.run(store.sync())
+    assert store.get_run("r1").cost_usd == 0.25
+
+
+def test_a_writer_whose_pid_was_given_to_another_process_is_not_alive() -> None:
+    parent = os.getppid()
+    with open(f"/proc/{parent}/stat") as handle:
+        started = handle.read().rpartition(")")[2].split()[19]
+    host = socket.gethostname()
+    assert owner_alive(f"{host}:{parent}@{started}")  # the same process: alive
+    assert not owner_alive(f"{host}:{parent}@{int(started) + 1}")  # its pid, a later process
+    assert owner_alive(f"{host}:{parent}")  # no start time known: the pid decides
+    assert not owner_alive(f"{host}:0")  # never the caller's own process group
+
+
 # -- SQLite integrity ----------------------------------------------------------------
 
 
@@ -155,6 +207,26 @@ def test_a_corrupt_file_is_explained(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(StoreError, match=r"not a usable agentplex run store.*Fix"):
         SqliteStore(path)
+
+
+def test_a_truncated_store_is_one_clear_line_from_every_command(
+    tmp_path: Path, examples: Path
+) -> None:
+    env = {**os.environ, "AGENTPLEX_SIM_SCALE": "0", "AGENTPLEX_STORE": str(tmp_path / "st")}
+    cli = [sys.executable, "-m", "agentplex"]
+    wf = str(examples / "business_plan.yaml")
+    assert subprocess.run([*cli, "run", wf, "-q"], env=env, capture_output=True).returncode == 0
+    path = tmp_path / "st" / "runs.sqlite"
+    data = path.read_bytes()  # the process ended: everything is in the main file
+    path.write_bytes(data[:4096] + b"\x00" * 100 + data[8192:9000])
+    for args in (["runs"], ["show", "x"], ["resume", "x"], ["report", "x"]):
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        line = done.stderr.strip()
+        assert "\n" not in line
+        assert str(path) in line
+        assert "Fix: move the file aside to start a fresh store: mv" in line
 
 
 def test_a_locked_database_is_explained(tmp_path: Path) -> None:
@@ -337,3 +409,86 @@ def test_open_store_uses_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
     store = open_store()
     assert store.location == str(tmp_path / "elsewhere" / "runs.sqlite")
     store.close()
+
+
+FULL_DISK = """
+import sys
+import agentplex.store.sqlite as impl
+
+original = impl._connect
+
+def small(path, *, timeout=5.0):  # the file may grow by a few pages only: SQLITE_FULL
+    connection = original(path, timeout=timeout)
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count={pages + 6}")
+    return connection
+
+impl._connect = small
+from agentplex.cli import app
+sys.argv = ["agentplex", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_full_disk_stops_the_run_with_one_clear_line_and_keeps_what_was_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.sqlite"
+    SqliteStore(path).close()
+    wf_path = tmp_path / "chain.yaml"
+    wf_path.write_text(
+        "name: chain\nnodes:\n"
+        + "".join(
+            f"  n{i}: {{role: researcher, task: 'Step {i} {'x' * 400}'"
+            + (f", depends_on: [n{i - 1}]" if i else "")
+            + "}\n"
+            for i in range(60)
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, "run", str(wf_path), "--store", str(path), "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
+        timeout=120,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert f"the disk holding the run store {path} is full" in line
+    assert "agentplex resume" in line
+    store = SqliteStore(path)  # no page limit now: what was committed is all there
+    [run] = store.list_runs()
+    nodes = store.get_nodes(run.run_id)
+    kept = sorted(int(n[1:]) for n, node in nodes.items() if node.status == "succeeded")
+    assert 0 < len(kept) < 60
+    assert kept == list(range(len(kept)))  # a prefix of the chain: nothing after the failure
+    assert shown_status(store.get_run(run.run_id)) == "interrupted"
+    store.close()
+
+
+def test_cli_resume_takes_the_endpoint_again_never_from_the_record(
+    tmp_path: Path, server: object
+) -> None:
+    env = {**os.environ, "AGENTPLEX_STORE": str(tmp_path / "st")}
+    cli = [sys.executable, "-m", "agentplex"]
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: w\nnodes:\n  a: {role: researcher, task: A}\n")
+    url = server.url  # type: ignore[attr-defined]
+    common = ["--model", "openai:sim", "--base-url", url, "--api-key", "k"]
+    run = subprocess.run([*cli, "run", str(wf), *common, "-q"], env=env, capture_output=True)
+    assert run.returncode == 0, run.stderr
+    listed = subprocess.run([*cli, "runs", "--json"], env=env, capture_output=True, text=True)
+    run_id = json.loads(listed.stdout)[0]["run_id"]
+    refused = subprocess.run([*cli, "resume", run_id], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert f"--base-url {url}" in refused.stderr
+    again = subprocess.run(
+        [*cli, "resume", run_id, "--base-url", url, "--api-key", "k", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert all(n["reused"] for n in json.loads(again.stdout)["nodes"].values())

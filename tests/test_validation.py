@@ -443,7 +443,9 @@ def test_a_yaml_merge_key_is_overridden_by_the_mappings_own_key(tmp_path) -> Non
     wf = ap.load_workflow(path)
     assert wf.nodes["b"].task == "own task"
     errors = [str(e) for e in wf.load_errors]
-    assert len(errors) == 1 and "'task' is given twice" in errors[0] and "'c'" in errors[0]
+    assert len(errors) == 1
+    assert "'task' is given twice" in errors[0]
+    assert "'c'" in errors[0]
 
 
 def test_a_workflow_compiled_without_imports_refuses_to_run(tmp_path) -> None:

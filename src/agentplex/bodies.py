@@ -36,7 +36,8 @@ class NodeBodies:
     """Run agent and function bodies for one run; close with :meth:`aclose`.
 
     Raises:
-        ConfigError: at construction, if an agent's model string is invalid.
+        ConfigError: at construction, if an agent's model string is invalid, or a
+            function node was compiled without importing its function.
     """
 
     def __init__(
@@ -78,6 +79,12 @@ class NodeBodies:
                 self.models[node_id] = self._parse(node_id, body.model or options.model)
                 self.labels[node_id] = compiled.roles[body.role].name
             elif isinstance(body, FunctionNode):
+                if body.fn is None:
+                    raise ConfigError(
+                        f"node {node_id!r} names {body.target!r}, which was never imported: "
+                        "the workflow was compiled with imports=False, for inspection only. "
+                        "Fix: compile it with imports=True (the default) to run it."
+                    )
                 where: str = body.resolved_executor()
                 if where == "process" and body.executor == "auto":
                     where = options.cpu_executor()  # --executor dask, --dask ADDRESS
@@ -227,15 +234,17 @@ class NodeBodies:
         return cache
 
     def _function_key(self, node: FunctionNode, args: Any, kwargs: Any) -> str | None:
+        """The cache key of a function call; None (not cached) if an argument is not data."""
         import hashlib
-        import pickle
 
+        from agentplex.codec import EncodeError, canonical
         from agentplex.keys import spec_of
 
         try:
-            arguments = hashlib.sha256(pickle.dumps((args, kwargs))).hexdigest()
-        except Exception:
+            encoded = canonical([list(args), dict(kwargs)])
+        except EncodeError:
             return None
+        arguments = hashlib.sha256(encoded.encode()).hexdigest()
         return content_key("function", spec_of(self.wf, node, ""), arguments)
 
     def _agent_key(self, node: AgentNode, ref: ModelRef, request: Request) -> str | None:
@@ -283,7 +292,8 @@ class NodeBodies:
         key = self._agent_key(node, ref, request)
         if key is not None:
             hit, text = await self.result_cache().aget(key)
-            if hit:  # paid for in an earlier run: no tokens now
+            # An answer that is not text was not written by this code: a miss.
+            if hit and isinstance(text, str):  # paid for in an earlier run: no tokens now
                 if on_text is not None:
                     on_text(text)
                 return text, Usage(cached_calls=1)

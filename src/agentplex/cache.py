@@ -16,6 +16,16 @@ Entries live in one SQLite file (``.agentplex/cache.sqlite`` by default, or
 ``$AGENTPLEX_CACHE``; ``AGENTPLEX_CACHE=off`` turns the cache off for every
 run), pruned when opened to ``max_age_days`` and
 ``max_mb`` (least recently used go first); ``agentplex cache clear`` empties it.
+
+Values are :mod:`agentplex.codec` JSON, so reading the cache never runs code. A
+value the codec cannot hold is simply not cached (with ``AGENTPLEX_STORE_PICKLE=1``
+it is kept as a pickle, read back only by a process that opted in too). An
+entry that does not decode (damaged, planted, or a pickle this process did not
+opt in to) is a miss, and is deleted. A cache from before schema 2 (pickled
+values) is discarded when opened and rebuilt as runs go: it only ever saved
+calls, so starting empty costs money, never a wrong answer, and its pickles
+are never read. Cache errors at run time (a full disk) are misses too: a
+cache never fails a node.
 """
 
 from __future__ import annotations
@@ -25,13 +35,13 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from agentplex.codec import DecodeError, EncodeError, decode, encode
 from agentplex.store import StoreError
 
 MAX_MB = 512.0
@@ -39,13 +49,19 @@ MAX_MB = 512.0
 MAX_AGE_DAYS = 30.0
 """Default age limit; ``$AGENTPLEX_CACHE_MAX_AGE_DAYS`` overrides it."""
 
+SCHEMA_VERSION = 2
+"""2: values are codec JSON in ``entries``; 1 kept pickles in ``cache`` (discarded on open)."""
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS cache (
-    key TEXT PRIMARY KEY, value BLOB NOT NULL, size INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, size INTEGER NOT NULL,
     created REAL NOT NULL, used REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS cache_used ON cache (used);
+CREATE INDEX IF NOT EXISTS entries_used ON entries (used);
 """
+_SIZE = "CAST(size AS INTEGER)"
+"""Sizes as numbers even in a tampered file."""
 
 
 _OFF = ("off", "0", "false", "no", "none")
@@ -113,8 +129,12 @@ class ResultCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             # A cache may lose its last entries to a power cut; it must not fsync per answer.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self.prune()
+            try:
+                self._open()
+                self.prune()
+            except BaseException:
+                self._db.close()
+                raise
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"the result cache {self.path} cannot be used ({exc}). "
@@ -123,30 +143,101 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
 
+    def _open(self) -> None:
+        """Create the tables, or check them; a schema-1 cache (pickles) is discarded."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # two processes may open a new file at once
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = None
+            if "meta" in tables:
+                row = db.execute("SELECT value FROM meta WHERE key='cache_schema'").fetchone()
+                version = row[0] if row is not None else None
+                if version is None:
+                    raise StoreError(
+                        f"{self.path} is an SQLite file but not an agentplex result cache "
+                        "(a run store?). Fix: point AGENTPLEX_CACHE at another file, or run "
+                        "with --no-cache."
+                    )
+            elif tables - {"cache"} or ("cache" in tables and not self._is_schema_1()):
+                raise StoreError(
+                    f"{self.path} is an SQLite file but not an agentplex result cache. Fix: "
+                    "point AGENTPLEX_CACHE at another file, or run with --no-cache."
+                )
+            if version is not None and (
+                not str(version).isdigit() or int(version) > SCHEMA_VERSION
+            ):
+                raise StoreError(
+                    f"the result cache {self.path} was written by a newer agentplex (schema "
+                    f"{version!r}; this one reads {SCHEMA_VERSION}). Fix: upgrade agentplex, "
+                    "point AGENTPLEX_CACHE at another file, or run with --no-cache."
+                )
+            db.execute("DROP TABLE IF EXISTS cache")  # schema 1: pickled values, never read
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('cache_schema', ?)", (str(SCHEMA_VERSION),)
+            )
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        if "cache" in tables:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("VACUUM")  # give the discarded pickles' space back
+
+    def _is_schema_1(self) -> bool:
+        """Whether the ``cache`` table is agentplex's own from schema 1 (safe to discard)."""
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(cache)")]
+        return columns == ["key", "value", "size", "created", "used"]
+
     def get(self, key: str) -> tuple[bool, Any]:
-        """Return ``(True, value)`` on a hit, ``(False, None)`` on a miss."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM cache WHERE key=?", (key,)).fetchone()
-            if row is not None:
-                self._db.execute("UPDATE cache SET used=? WHERE key=?", (time.time(), key))
-                self._db.commit()
+        """Return ``(True, value)`` on a hit, ``(False, None)`` on a miss.
+
+        An entry that does not decode is a miss, and is deleted; so is a read
+        the database refuses (the cache never fails the call it was to save).
+        """
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT value FROM entries WHERE key=?", (key,)).fetchone()
+                if row is not None:
+                    self._db.execute("UPDATE entries SET used=? WHERE key=?", (time.time(), key))
+                    self._db.commit()
+            value = decode(row[0], what="a cached value") if row is not None else None
+        except DecodeError:
+            self._drop(key)
+            row = None
+        except sqlite3.Error:
+            row = None
         if row is None:
             self.misses += 1
             return False, None
         self.hits += 1
-        return True, pickle.loads(row[0])
+        return True, value
+
+    def _drop(self, key: str) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("DELETE FROM entries WHERE key=?", (key,))
+            self._db.commit()
 
     def put(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key``; a value the codec cannot hold is not cached."""
         try:
-            blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
+            text = encode(value, what="a cached value")
+        except EncodeError:
             return
         now = time.time()
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?)", (key, blob, len(blob), now, now)
-            )
-            self._db.commit()
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?)",
+                    (key, text, len(text), now, now),
+                )
+                self._db.commit()
+            except sqlite3.Error:  # a full disk: the answer is not cached, the call stands
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
 
     async def aget(self, key: str) -> tuple[bool, Any]:
         return await asyncio.to_thread(self.get, key)
@@ -164,25 +255,25 @@ class ResultCache:
         with self._lock:
             before = self._db.total_changes
             self._db.execute(
-                "DELETE FROM cache WHERE created < ?", (time.time() - max_age_days * 86400,)
+                "DELETE FROM entries WHERE created < ?", (time.time() - max_age_days * 86400,)
             )
             budget = int(max_mb * 1024 * 1024)
-            total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM cache").fetchone()[0]
+            total = self._db.execute(f"SELECT COALESCE(SUM({_SIZE}), 0) FROM entries").fetchone()[0]
             if total > budget:
                 for key, size in self._db.execute(
-                    "SELECT key, size FROM cache ORDER BY used"
+                    f"SELECT key, {_SIZE} FROM entries ORDER BY used"
                 ).fetchall():
                     if total <= budget:
                         break
-                    self._db.execute("DELETE FROM cache WHERE key=?", (key,))
+                    self._db.execute("DELETE FROM entries WHERE key=?", (key,))
                     total -= size
             self._db.commit()
             return self._db.total_changes - before
 
     def clear(self) -> int:
         with self._lock:
-            count = self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
-            self._db.execute("DELETE FROM cache")
+            count = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            self._db.execute("DELETE FROM entries")
             self._db.commit()
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("VACUUM")
@@ -191,7 +282,7 @@ class ResultCache:
     def info(self) -> dict[str, Any]:
         with self._lock:
             count, size = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM cache"
+                f"SELECT COUNT(*), COALESCE(SUM({_SIZE}), 0) FROM entries"
             ).fetchone()
         return {
             "path": str(self.path),

@@ -147,6 +147,13 @@ def batch(
         result = finished[0]
     except AgentplexError as exc:
         _die(str(exc))
+    except BaseExceptionGroup as group:  # e.g. a full disk, hit by several items at once
+        from agentplex.cli_store import _first_error
+
+        error = _first_error(group)
+        if error is None:
+            raise
+        _die(str(error))
     if formats and out is not None:
         runs = [(key, item.run) for key, item in result.items() if item.run is not None]
         folders = {key: item.folder for key, item in result.items() if item.folder}

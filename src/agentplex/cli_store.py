@@ -10,9 +10,30 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from agentplex.cli_options import JsonOutOpt, StoreOpt
+from agentplex.cli_options import ApiKeyOpt, BaseUrlOpt, DaskOpt, JsonOutOpt, StoreOpt, TrustOpt
 
 RunIdArg = Annotated[str, typer.Argument(help="A run id, as 'agentplex runs' lists them.")]
+
+
+def _when(t: float) -> str:
+    """A stored time for people (a damaged one shows as '?', never a traceback)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (OverflowError, ValueError, OSError):
+        return "?"
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> Exception | None:
+    """The agentplex error inside ``group`` if that is all it holds, else None."""
+    from agentplex.exceptions import AgentplexError
+
+    matched, rest = group.split(AgentplexError)
+    if matched is None or rest is not None:
+        return None
+    error: BaseException = matched
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error if isinstance(error, Exception) else None
 
 
 def _store(store: Any) -> Any:
@@ -75,7 +96,7 @@ def runs(
             f"{r.done_nodes}/{r.total_nodes}"
             + (" items" if r.settings.get("kind") == "batch" else " nodes"),
             "" if r.cost_usd is None else f"${r.cost_usd:.4f}",
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created)),
+            _when(r.created),
         )
     Console(highlight=False).print(table)
 
@@ -188,8 +209,16 @@ def resume(
         typer.Option("--out", help="Write run.json and every node's output here."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    dask: DaskOpt = None,
+    trust: TrustOpt = False,
 ) -> None:
-    """Finish a stored run: keep what succeeded, run only the rest."""
+    """Finish a stored run: keep what succeeded, run only the rest.
+
+    A stored run never chooses where requests go, nor raises its file's trust:
+    pass --base-url or --dask again if the run used them, and --trust for a plan file.
+    """
     import asyncio
 
     from rich.console import Console
@@ -200,15 +229,24 @@ def resume(
     from agentplex.resume import aresume
 
     run_store = _store(store)
-    overrides: dict[str, Any] = {}
-    if max_concurrency is not None:
-        overrides["max_concurrency"] = max_concurrency
+    given: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "base_url": base_url,
+        "api_key": api_key,
+        "dask": dask,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
-        result = asyncio.run(aresume(run_id, store=run_store, **overrides))
+        result = asyncio.run(aresume(run_id, store=run_store, trust=trust, **overrides))
     except KeyboardInterrupt:
         _die("interrupted; what finished is recorded, resume again to go on", EXIT_INTERRUPTED)
     except AgentplexError as exc:
         _die(str(exc))
+    except BaseExceptionGroup as group:  # an error raised inside the run's task group
+        error = _first_error(group)
+        if error is None:
+            raise
+        _die(str(error))
     finally:
         run_store.close()
     from agentplex.batch_result import BatchResult

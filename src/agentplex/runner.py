@@ -63,7 +63,7 @@ from agentplex.result import NodeResult, NodeStatus, RunResult
 from agentplex.retry import describe
 from agentplex.scheduler import Scheduler
 from agentplex.slots import Slot, SlotPool
-from agentplex.store import RunStore, StoredNode, open_store
+from agentplex.store import RunStore, StoredNode, UnstorableOutputError, open_store
 from agentplex.store.recorder import Recorder
 from agentplex.validation import resolve_inputs
 from agentplex.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Workflow
@@ -371,7 +371,11 @@ class _Run(Attempts):
         self.status[node_id] = "succeeded"
         if self.recorder is not None:
             self.release(slot)  # other work may use the slot while the result is written
-            await self.recorder.succeeded(node_id)  # durable before any successor starts
+            try:
+                await self.recorder.succeeded(node_id)  # durable before any successor starts
+            except UnstorableOutputError as exc:  # the output is not data: the node fails
+                self.fail(node_id, exc)
+                return
         newly_ready = self.scheduler.done(node_id)
         if self.observers:
             duration = t - self.started[node_id]

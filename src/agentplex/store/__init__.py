@@ -11,6 +11,12 @@ returns once everything queued so far is durable. The runner awaits it when a
 node succeeds, before any successor starts, so a crash can lose only work in
 flight. A store holds no secrets: the run's settings are stored with keys
 removed, and outputs pass through the same redaction as logs.
+
+A store holds data only. Node outputs are written through :mod:`agentplex.codec`
+(JSON with tagged types, never a pickle unless opted in), and every record read
+back is checked field by field (:mod:`agentplex.store.checks`), so a damaged or
+planted store file is a :class:`StoreError` naming the file and the fix, never
+code execution and never a traceback.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agentplex.codec import DecodeError, EncodeError, decode, encode
 from agentplex.exceptions import AgentplexError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: node outputs are codec JSON (1 kept them as pickles, which are never read now)."""
 
 
 class StoreError(AgentplexError):
@@ -34,6 +42,63 @@ class StoreError(AgentplexError):
 
 class RunNotFoundError(StoreError):
     """No run with that id in the store."""
+
+
+class UnstorableOutputError(StoreError, TypeError):
+    """A node's output cannot be stored as data; the node fails with this error.
+
+    Attributes:
+        node_id: the node whose output it is.
+    """
+
+    def __init__(self, node_id: str, cause: EncodeError) -> None:
+        self.node_id = node_id
+        super().__init__(str(cause))
+
+
+def output_text(run_id: str, node: StoredNode) -> str:
+    """Encode a node's output for the store.
+
+    Raises:
+        UnstorableOutputError: naming the node and what to return instead.
+    """
+    try:
+        return encode(node.output, what=f"the output of node {node.node_id!r} (run {run_id})")
+    except EncodeError as exc:
+        raise UnstorableOutputError(node.node_id, exc) from None
+
+
+def fresh_start(location: str) -> str:
+    """The one-line way to start a new store beside a file that cannot be used."""
+    path = Path(location)
+    return f"mv {path} {path.with_name(path.stem + '.old' + path.suffix)}"
+
+
+def damaged(location: str, subject: str, problem: str) -> StoreError:
+    """The error for a record that is not what agentplex writes (damaged, or planted)."""
+    return StoreError(
+        f"the run store {location} holds a damaged record ({subject}: {problem}); the file "
+        "was damaged, edited, or written by a newer agentplex, and nothing in it is used. "
+        f"Fix: move the file aside to start a fresh store: {fresh_start(location)}"
+    )
+
+
+def decoded_output(location: str, run_id: str, node_id: str, text: Any) -> Any:
+    """Decode a stored node output.
+
+    Raises:
+        StoreError: if it is not valid data, or is a pickle this process did not opt in to.
+    """
+    try:
+        return decode(text, what="its output")
+    except DecodeError as exc:
+        if exc.pickled:
+            raise StoreError(
+                f"the run store {location}: run {run_id!r}, node {node_id!r}: {exc}. Fix: only "
+                "if you wrote this store yourself, set AGENTPLEX_STORE_PICKLE=1 to read it; "
+                f"otherwise move it aside: {fresh_start(location)}"
+            ) from None
+        raise damaged(location, f"run {run_id!r}, node {node_id!r}", str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,24 +139,54 @@ class StoredNode:
     """``NodeResult.to_dict()`` (timings, attempts, usage, cost, error...)."""
 
 
+def _stat(pid: int) -> tuple[str, str] | None:
+    """Process ``pid``'s state letter and start time (clock ticks since boot), if readable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return (fields[0], fields[19]) if len(fields) >= 20 else None
+
+
+_OWNERS: dict[int, str] = {}
+
+
 def this_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a run's writer: ``host:pid``, and ``@start`` where the OS tells it."""
+    pid = os.getpid()
+    owner = _OWNERS.get(pid)
+    if owner is None:
+        stat = _stat(pid)
+        owner = f"{socket.gethostname()}:{pid}" + (f"@{stat[1]}" if stat else "")
+        _OWNERS[pid] = owner
+    return owner
 
 
 def owner_alive(owner: str | None) -> bool:
-    """Whether ``owner`` (``host:pid``) is a live process on this host."""
-    if not owner or owner == this_owner():
+    """Whether ``owner`` (``host:pid[@start]``) is a live process on this host.
+
+    Pids are reused (soon, on a busy machine), so a process with the writer's
+    pid but another start time is not the writer; nor is a zombie.
+    """
+    if not isinstance(owner, str) or not owner or owner == this_owner():
         return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    where, _, started = owner.partition("@")
+    host, _, pid = where.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == 0:
         return False
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
-        return True
-    return True
+        pass  # alive, another user's
+    except (ProcessLookupError, OverflowError):
+        return False
+    stat = _stat(int(pid))
+    if stat is None:
+        return True  # no /proc to ask: the pid is alive, and that is all we know
+    state, start = stat
+    return state not in ("Z", "X") and (not started or start == started)
 
 
 class RunStore(ABC):
@@ -115,8 +210,18 @@ class RunStore(ABC):
         """
 
     @abstractmethod
-    def put_node(self, run_id: str, node: StoredNode) -> None:
-        """Record a node's result (replacing an earlier one)."""
+    def put_node(self, run_id: str, node: StoredNode, *, completes: bool = False) -> None:
+        """Record a node's result (replacing an earlier one); its output is encoded at once.
+
+        ``completes=True`` says every node of the run has now succeeded: the run's
+        status becomes ``succeeded`` in the same commit as this node (its summary
+        follows with :meth:`end_run`), so a crash in between never leaves a run
+        whose every node is stored looking interrupted.
+
+        Raises:
+            UnstorableOutputError: if the output cannot be stored as data (see
+                :mod:`agentplex.codec`); nothing is recorded then.
+        """
 
     @abstractmethod
     def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
@@ -152,7 +257,13 @@ class RunStore(ABC):
 
     @abstractmethod
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
-        """Return every stored node result of the run."""
+        """Return every stored node result of the run.
+
+        Raises:
+            RunNotFoundError: if there is no such run.
+            StoreError: if a stored output or record is damaged, or is a pickle
+                this process did not opt in to reading.
+        """
 
     @abstractmethod
     def get_events(self, run_id: str) -> list[dict[str, Any]]:
@@ -175,15 +286,23 @@ class MemoryStore(RunStore):
 
     def begin_run(self, record: RunRecord, *, claim: bool = True) -> None:
         old = self.runs.get(record.run_id)
-        if claim and old is not None and old.status == "running" and owner_alive(old.owner):
+        # A writer holds its run until end_run (also once its last node marked it succeeded).
+        if claim and old is not None and owner_alive(old.owner):
             raise busy(record.run_id, old.owner)
         created = old.created if old is not None else record.created
         self.runs[record.run_id] = replace(record, created=created, owner=this_owner())
         self.nodes.setdefault(record.run_id, {})
         self.events.setdefault(record.run_id, [])
 
-    def put_node(self, run_id: str, node: StoredNode) -> None:
-        self.nodes[run_id][node.node_id] = node
+    def put_node(self, run_id: str, node: StoredNode, *, completes: bool = False) -> None:
+        # Kept encoded, as the SQLite store keeps it: the same values come back from both.
+        text = output_text(run_id, node)
+        self.nodes[run_id][node.node_id] = replace(node, output=text)
+        run = self.runs.get(run_id)
+        if completes and run is not None and run.status == "running":
+            import time
+
+            self.runs[run_id] = replace(run, status="succeeded", updated=time.time())
 
     def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
         self.events[run_id].extend(rows)
@@ -227,7 +346,11 @@ class MemoryStore(RunStore):
 
     def get_nodes(self, run_id: str) -> dict[str, StoredNode]:
         self.get_run(run_id)
-        return dict(self.nodes.get(run_id, {}))
+        nodes = {}
+        for node_id, node in self.nodes.get(run_id, {}).items():
+            output = decoded_output(self.location, run_id, node_id, node.output)
+            nodes[node_id] = replace(node, output=output, record={**node.record, "output": output})
+        return nodes
 
     def get_events(self, run_id: str) -> list[dict[str, Any]]:
         import json
@@ -269,6 +392,9 @@ def batch_items(store: RunStore, batch: RunRecord) -> list[dict[str, Any]]:
 
     A batch that ended stored these rows itself (exact timings); for one that
     was interrupted they are rebuilt from its item runs, timed by the wall clock.
+
+    Raises:
+        StoreError: if the batch's rows name an item run the store does not hold.
     """
     started = {r.run_id: r for r in store.get_items(batch.run_id)}
     ended = batch.summary.get("items")
@@ -276,6 +402,13 @@ def batch_items(store: RunStore, batch: RunRecord) -> list[dict[str, Any]]:
         kept = [dict(stored) for stored in ended]
         for stored in kept:
             item_run = started.get(stored.get("run_id") or "")
+            if item_run is None and stored.get("run_id") is not None:
+                raise damaged(
+                    store.location,
+                    f"batch {batch.run_id!r}",
+                    f"its item {stored.get('key')!r} names run {stored['run_id']!r}, "
+                    "which the store does not hold",
+                )
             stored["done_nodes"] = 0 if item_run is None else item_run.done_nodes
             stored["total_nodes"] = None if item_run is None else item_run.total_nodes
         return kept
@@ -321,8 +454,9 @@ def batch_items(store: RunStore, batch: RunRecord) -> list[dict[str, Any]]:
 
 
 def busy(run_id: str, owner: str | None) -> StoreError:
+    process = (owner or "").partition("@")[0]
     return StoreError(
-        f"run {run_id!r} is being written by process {owner}. Fix: wait for it to end, "
+        f"run {run_id!r} is being written by process {process}. Fix: wait for it to end, "
         "or stop it; two processes never write the same run."
     )
 
@@ -360,6 +494,7 @@ __all__ = [
     "RunStore",
     "StoreError",
     "StoredNode",
+    "UnstorableOutputError",
     "default_store_path",
     "open_store",
 ]

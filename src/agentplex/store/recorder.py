@@ -8,6 +8,19 @@ Failed, skipped and cancelled nodes are written as their events arrive.
 
 On resume the recorder also decides which stored results are reusable: a
 succeeded node whose content key (:mod:`agentplex.keys`) is unchanged.
+
+When the last node of a run succeeds, the store marks the run succeeded in
+the same commit as that node's result, so a crash before :meth:`Recorder.finish`
+writes the summary never leaves a run whose every node is stored showing as
+interrupted (a run that grew while it ran is left to ``finish``: a review may
+still add revisions after its last node).
+
+Two things can keep a result from the store. An output the codec cannot hold
+(:mod:`agentplex.codec`) fails its node: :meth:`Recorder.succeeded` raises
+:class:`~agentplex.store.UnstorableOutputError` and the runner records it as
+the node's error. A store that cannot write any more (a full disk) stops the
+run: no new node starts, the nodes in flight end, and :meth:`Recorder.finish`
+raises the store's error; whatever was committed before stays.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentplex import events as ev
 from agentplex.keys import add_key, node_keys
-from agentplex.store import RunRecord, RunStore, StoredNode
+from agentplex.store import RunRecord, RunStore, StoredNode, StoreError, UnstorableOutputError
 
 if TYPE_CHECKING:
     from agentplex.options import RunOptions
@@ -66,9 +79,17 @@ class Recorder:
         self.keys = node_keys(run.wf, run.inputs, run.options.model)
         self.rows: list[tuple[int, float, str, str | None, str]] = []
         self.seq = 0
+        self.done = 0
+        """Succeeded nodes written (reused ones included): all of them completes the run."""
+        self.grown = False
+        """A node joined while the run ran: it may grow again after its last node (a
+        review's revisions), so it is never marked complete before it ends."""
+        self.failure: StoreError | None = None
+        """Why the store stopped taking writes, once it did."""
 
     def add_key(self, node_id: str) -> None:
         """Key a node that joined the run while it runs."""
+        self.grown = True
         add_key(self.keys, self.run.wf, node_id, self.run.inputs, self.run.options.model)
 
     def reusable(self, prior: Mapping[str, StoredNode]) -> dict[str, StoredNode]:
@@ -102,10 +123,13 @@ class Recorder:
             await asyncio.to_thread(self.store.begin_run, record)
         else:
             self.store.begin_run(record, claim=False)
-        for node_id in run.reused:  # carried over from the run being resumed
-            self.put(run.node_result(node_id))
+        reused = sorted(run.reused)  # carried over from the run being resumed
+        for node_id in reused:
+            last = node_id == reused[-1] and len(reused) >= len(run.nodes)
+            self.put(run.node_result(node_id), completes=last)
+        self.done = len(reused)
 
-    def put(self, result: NodeResult) -> None:
+    def put(self, result: NodeResult, *, completes: bool = False) -> None:
         self.store.put_node(
             self.run.run_id,
             StoredNode(
@@ -115,13 +139,42 @@ class Recorder:
                 result.output,
                 result.to_dict(),
             ),
+            completes=completes,
         )
 
     async def succeeded(self, node_id: str) -> None:
-        """Write a succeeded node's result; return once it is durable."""
-        self.put(self.run.node_result(node_id))
+        """Write a succeeded node's result; return once it is durable.
+
+        If the store cannot write (a full disk), the run is stopped instead: no
+        node starts after this one, and :meth:`finish` raises the store's error.
+
+        Raises:
+            UnstorableOutputError: if the output cannot be stored as data. The
+                output is taken back from the run first; the runner fails the node.
+        """
+        run = self.run
+        self.done += 1
+        try:
+            # The run's last node: the run is marked succeeded in the same commit.
+            last = self.done >= len(run.nodes) and not self.grown
+            self.put(run.node_result(node_id), completes=last)
+        except UnstorableOutputError:
+            self.done -= 1
+            run.settled.pop(node_id, None)  # the record built for the store said "succeeded"
+            run.outputs.pop(node_id, None)
+            raise
         self.flush_events()
-        await self.store.sync()
+        try:
+            await self.store.sync()
+        except StoreError as exc:
+            self.stop(exc)
+
+    def stop(self, failure: StoreError) -> None:
+        """Stop the run because the store failed: nothing more starts; finish() raises."""
+        if self.failure is None:
+            self.failure = StoreError(f"run {self.run.run_id}: {failure}")
+            self.run.stopping = True
+            self.run._cancel_pending()  # the recorder is the run's own
 
     def flush_events(self) -> None:
         if self.rows:
@@ -129,9 +182,16 @@ class Recorder:
             self.rows = []
 
     async def finish(self) -> None:
-        """Write the end of the run and wait until everything is durable."""
+        """Write the end of the run and wait until everything is durable.
+
+        Raises:
+            StoreError: if the store stopped taking writes during the run (a full
+                disk); what was committed before stays.
+        """
         result = self.run.final
         assert result is not None
+        if self.failure is not None:
+            raise self.failure
         self.flush_events()
         summary = result.to_dict(nodes=False)
         self.store.end_run(self.run.run_id, result.status, summary)
@@ -223,9 +283,13 @@ def record_finished(
     )
     keys = node_keys(compiled, run.inputs, model)
     for node_id, node in run.nodes.items():
-        if node.status != "pending":
-            store.put_node(
-                run.run_id,
-                StoredNode(node_id, keys[node_id], node.status, node.output, node.to_dict()),
-            )
+        if node.status == "pending":
+            continue
+        stored = StoredNode(node_id, keys[node_id], node.status, node.output, node.to_dict())
+        try:
+            store.put_node(run.run_id, stored)
+        except UnstorableOutputError as exc:  # kept as failed: resume runs it again
+            record = {**stored.record, "status": "failed", "output": None, "error": str(exc)}
+            record["error_type"] = type(exc).__name__
+            store.put_node(run.run_id, StoredNode(node_id, stored.key, "failed", None, record))
     store.end_run(run.run_id, run.status, run.to_dict(nodes=False))
