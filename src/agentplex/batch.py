@@ -360,20 +360,12 @@ class _Batch:
                 where=item.where,
                 priority=item.priority,
             )
-        if item.key in self.started:
-            return ItemResult(
-                item.key,
-                "cancelled",
-                item.inputs,
-                error="the batch stopped before the item finished",
-                where=item.where,
-                priority=item.priority,
-            )
+        started = item.key in self.started
         return ItemResult(
             item.key,
-            "pending",
+            "cancelled" if started else "pending",
             item.inputs,
-            error="the batch stopped before the item started",
+            error=f"the batch stopped before the item {'finished' if started else 'started'}",
             where=item.where,
             priority=item.priority,
         )

@@ -144,10 +144,8 @@ def test_trust_and_untrusted_together_are_refused(tmp_path: Path, examples: Path
     assert "contradict" in result.stderr
 
 
-def test_resume_keeps_the_trust_the_run_started_with(
-    tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch, cli
-) -> None:
-    monkeypatch.chdir(tmp_path)
+def _failed_run(tmp_path: Path, cli, *flags: str) -> tuple[Path, str]:
+    """A stored run whose second node failed (it timed out), ready to be resumed."""
     path = tmp_path / "flow.yaml"
     path.write_text(
         "nodes:\n"
@@ -155,9 +153,16 @@ def test_resume_keeps_the_trust_the_run_started_with(
         "  slow: {role: researcher, task: two, latency_s: 50, timeout_s: 0.05, retries: 0,"
         " depends_on: [first]}\n"
     )
-    result = cli("run", path, "--untrusted", "--json", "--sim-scale", "1")
+    result = cli("run", path, *flags, "--json", "--sim-scale", "1")
     assert result.exit_code == 1, result.output
-    run_id = json.loads(result.stdout)["run_id"]
+    return path, json.loads(result.stdout)["run_id"]
+
+
+def test_resume_keeps_the_trust_the_run_started_with(
+    tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path, run_id = _failed_run(tmp_path, cli, "--untrusted")
     # The file is changed to ask for code before the run is finished.
     (tmp_path / "evil_resume_steps.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
@@ -180,15 +185,7 @@ def test_resume_keeps_the_trust_the_run_started_with(
 def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "trusted_resume_steps.py").write_text("def count(first):\n    return len(first)\n")
-    path = tmp_path / "flow.yaml"
-    path.write_text(
-        "nodes:\n"
-        "  first: {role: researcher, task: one, latency_s: 0}\n"
-        "  slow: {role: researcher, task: two, latency_s: 50, timeout_s: 0.05, retries: 0,"
-        " depends_on: [first]}\n"
-    )
-    result = cli("run", path, "--json", "--sim-scale", "1")
-    run_id = json.loads(result.stdout)["run_id"]
+    path, run_id = _failed_run(tmp_path, cli)
     path.write_text(
         "nodes:\n"
         "  first: {role: researcher, task: one, latency_s: 0}\n"
