@@ -211,7 +211,13 @@ def test_a_sharded_batch_matches_a_local_one_and_resumes_from_the_store(
     assert sharded[first].run.run_id == f"{sharded.batch_id}.0"  # type: ignore[union-attr]
     calls = server.stats()["by_status"]["200"]
     assert calls == 2 * 12 * 4
-    resumed = ap.resume(sharded.batch_id, store=store, base_url=server.url, api_key="k")
+    resumed = ap.resume(  # a stored run never names its endpoints: they are given again
+        sharded.batch_id,
+        store=store,
+        base_url=server.url,
+        api_key="k",
+        dask=cluster.scheduler_address,
+    )
     assert resumed.ok
     assert server.stats()["by_status"]["200"] == calls  # the driver recorded every item
 
@@ -410,7 +416,9 @@ def test_cancelling_a_sharded_batch_keeps_what_the_workers_finished(
     while server.stats()["answering"]["now"] and time.monotonic() < deadline:
         time.sleep(0.05)  # calls the stopped workers gave up on are still being answered
     server.reset()
-    resumed = ap.resume(ids[0], store=store, base_url=server.url, api_key="k")
+    resumed = ap.resume(
+        ids[0], store=store, base_url=server.url, api_key="k", dask=cluster.scheduler_address
+    )
     assert resumed.ok
     assert server.stats()["by_status"]["200"] == 16 * 4 - kept  # nothing kept is paid twice
 
