@@ -142,3 +142,21 @@ def test_keys_are_masked_in_every_kind_of_step_output_and_in_step_errors(
     assert keys == {"***"}
     assert key not in result.nodes["raises"].error
     assert key not in result.to_json()
+
+
+def test_a_cached_answer_that_is_not_text_is_a_miss(
+    tmp_path: Path, result_cache: Path, cli
+) -> None:
+    import sqlite3
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("nodes:\n  a: {role: researcher, task: hi}\n")
+    with RecordingServer("a real answer") as server:
+        args = ["run", flow, "--model", "openai:m", "--base-url", server.url, "--api-key", "k"]
+        assert cli(*args, "--no-store").exit_code == 0
+        with sqlite3.connect(result_cache) as db:  # a planted entry: a list, not text
+            db.execute("UPDATE entries SET value = ?", (json.dumps([1, 2, {"x": None}]),))
+        result = cli(*args, "--no-store", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["nodes"]["a"]["output"] == "a real answer"
+        assert len(server.requests) == 2  # the planted entry was not used

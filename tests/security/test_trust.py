@@ -275,3 +275,31 @@ def test_an_untrusted_file_cannot_raise_its_own_budgets(text: str, tmp_path: Pat
         ap.load_workflow(path, trusted=False).compile()
     assert isinstance(info.value.errors[0], UntrustedInputError)
     ap.load_workflow(path).compile()
+
+
+def test_a_planted_record_cannot_make_resume_trust_a_plan_file(
+    tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch, private_store: Path, cli
+) -> None:
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps({"agents": [{"role": "RESEARCHER", "task": "look", "latency_s": 50}]})
+    )
+    result = cli("run", plan, "--json", "--sim-scale", "1", "--timeout", "0.05", "--retries", "0")
+    assert result.exit_code == 1, result.output
+    run_id = json.loads(result.stdout)["run_id"]
+    # Someone edits the store: the run claims it was trusted, and the plan now names code.
+    with sqlite3.connect(next(private_store.rglob("*.sqlite"))) as db:
+        (settings,) = db.execute("SELECT settings FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        settings = json.dumps({**json.loads(settings), "trusted": True})
+        db.execute("UPDATE runs SET settings = ? WHERE run_id = ?", (settings, run_id))
+    (tmp_path / "planted_steps.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\ndef f():\n    return 1\n"
+    )
+    plan.write_text(json.dumps({"agents": [{"function": "planted_steps:f"}]}))
+    result = cli("resume", run_id)
+    assert result.exit_code == 2, result.output
+    assert "untrusted plan may not ask to run code" in result.stderr
+    assert not marker.exists()
