@@ -33,7 +33,15 @@ from agentplex.llm.config import ProviderConfig, provider_config_from_data
 from agentplex.llm.pricing import Price, prices_from_data
 from agentplex.roles import Role
 from agentplex.validation import did_you_mean
-from agentplex.workflow import AgentNode, FunctionNode, InputSpec, MapNode, Node, Workflow
+from agentplex.workflow import (
+    DEFAULT_MAX_ITEMS,
+    AgentNode,
+    FunctionNode,
+    InputSpec,
+    MapNode,
+    Node,
+    Workflow,
+)
 
 
 class Located(dict[Any, Any]):
@@ -402,6 +410,11 @@ UNTRUSTED_PROVIDER_FIELDS = ("rpm", "tpm", "max_concurrency")
 #: timeouts and map fan-out).
 UNTRUSTED_MAX_RETRIES = 10
 UNTRUSTED_MAX_TIMEOUT_S = 3600.0
+_UNTRUSTED_CAPS = {
+    "retries": UNTRUSTED_MAX_RETRIES,
+    "timeout_s": UNTRUSTED_MAX_TIMEOUT_S,
+    "max_items": DEFAULT_MAX_ITEMS,
+}
 TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "providers", "prices", "nodes")
 DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
 
@@ -821,16 +834,7 @@ class _FileReader:
 
     def _budgets_ok(self, fields: Mapping[str, Any], body: Any, node_id: str) -> bool:
         """Refuse an untrusted node that raises its own budgets past the defaults."""
-        import dataclasses
-
-        field = next(f for f in dataclasses.fields(MapNode) if f.name == "max_items")
-        default_items = int(field.default)  # type: ignore[arg-type]
-        caps = {
-            "retries": UNTRUSTED_MAX_RETRIES,
-            "timeout_s": UNTRUSTED_MAX_TIMEOUT_S,
-            "max_items": default_items,
-        }
-        for name, cap in caps.items():
+        for name, cap in _UNTRUSTED_CAPS.items():
             value = fields.get(name)
             if isinstance(value, int | float) and value > cap:
                 self.problem(

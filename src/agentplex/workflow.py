@@ -128,6 +128,10 @@ class FunctionNode(Node):
         return "inline" if inspect.iscoroutinefunction(self.fn) else "thread"
 
 
+DEFAULT_MAX_ITEMS = 1_000
+"""Items a map node fans out over unless it says ``max_items``."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MapNode(Node):
     """Fan one body out over the list an upstream node produced.
@@ -145,7 +149,7 @@ class MapNode(Node):
     over: str
     """Id of the node whose output is the list; it is a dependency automatically."""
     body: AgentNode | FunctionNode
-    max_items: int = 1_000
+    max_items: int = DEFAULT_MAX_ITEMS
     """Most items this node fans out over. A longer list (one model answer can hold
     any number of lines) fails the node before any item starts, with the count."""
 
@@ -454,7 +458,7 @@ class Workflow:
         timeout_s: float | None = None,
         retries: int | None = None,
         latency_s: float | None = None,
-        max_items: int = 1_000,
+        max_items: int = DEFAULT_MAX_ITEMS,
     ) -> str:
         """Add a map node running an agent (``role`` + ``task``) or ``fn`` once per item of ``over``.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from agentplex.bodies import NodeBodies
 from agentplex.events import Event, NodeRetrying
 from agentplex.options import RunOptions
 from agentplex.server import SimServer
+from tests.test_providers_http import wait_closed
 
 KINDS = ("openai", "anthropic")
 
@@ -39,13 +39,6 @@ def run_against(server: SimServer, kind: str, wf: ap.Workflow, **options: Any) -
     return ap.run(
         wf, model=f"{kind}:default", base_url=url_of(server, kind), api_key="sk-test-key", **options
     )
-
-
-async def wait_closed(server: SimServer) -> None:
-    deadline = time.monotonic() + 5
-    while server.app.tracker.open and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    assert server.app.tracker.open == 0, "a connection was left open"
 
 
 # -- 429s have their own budget ------------------------------------------------------
