@@ -32,7 +32,7 @@ import tracemalloc
 from pathlib import Path
 
 import agentplex as ap
-from agentplex.graph import critical_path
+from agentplex.model.graph import critical_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STRATEGIES = ("dataflow", "layers", "sequential")

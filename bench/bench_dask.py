@@ -44,7 +44,7 @@ def flow(executor: str) -> ap.Workflow:
 
 
 def part_b(address: str, calls: int) -> list[str]:
-    from agentplex.server import ServerConfig, SimServer
+    from agentplex.sim.server import ServerConfig, SimServer
 
     wf = ap.Workflow("one-call", inputs=["topic"])
     wf.agent("researcher", "Research {topic}", id="research")
@@ -74,7 +74,7 @@ def part_b(address: str, calls: int) -> list[str]:
 def part_c(address: str, width: int = 32, limit: int = 8, latency: float = 0.25) -> list[str]:
     """One wide item on a two-worker cluster under max_inflight: the live budget lends the
     idle worker's share to the busy one (a static 1/W split would cap it at limit/W)."""
-    from agentplex.server import ServerConfig, SimServer
+    from agentplex.sim.server import ServerConfig, SimServer
 
     wf = ap.Workflow("wide", inputs=["topic"])
     for i in range(width):

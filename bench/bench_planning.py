@@ -26,7 +26,7 @@ import time
 
 import agentplex as ap
 from agentplex import events as ev
-from agentplex.plan import workflow_from_plan
+from agentplex.files.plan import workflow_from_plan
 
 TEN_AGENTS = (
     "Compare PostgreSQL, MySQL, SQLite, MongoDB, Cassandra, Redis, DynamoDB and CockroachDB "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from agentplex.server import SimServer
+    from agentplex.sim.server import SimServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -34,6 +34,17 @@ def fresh_limiters() -> Iterator[None]:
     reset_limiters()
     yield
     reset_limiters()
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Keys are masked process-wide once seen; no test may inherit another test's keys
+    (a test that used the key ``k`` would otherwise mask every standalone ``k`` after it)."""
+    from agentplex.llm import config
+
+    yield
+    config._SECRETS.clear()
+    config._MASK[0] = None
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +83,7 @@ def no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def sim_server() -> Iterator[SimServer]:
     """A simulator server on 127.0.0.1 for the module, reset to no faults before each use."""
-    from agentplex.server import ServerConfig, SimServer
+    from agentplex.sim.server import ServerConfig, SimServer
 
     with SimServer(ServerConfig(scale=0.0)) as server:
         yield server
@@ -81,7 +92,7 @@ def sim_server() -> Iterator[SimServer]:
 @pytest.fixture
 def server(sim_server: SimServer) -> SimServer:
     """The module's simulator server with fresh statistics and no faults or limits."""
-    from agentplex.server import ServerConfig
+    from agentplex.sim.server import ServerConfig
 
     sim_server.configure(**dict(vars_of(ServerConfig(scale=0.0)).items()))
     sim_server.reset()

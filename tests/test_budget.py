@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agentplex.budget import SLOTS, Budget, WorkerShares
+from agentplex.cluster.budget import SLOTS, Budget, WorkerShares
+from agentplex.engine.slots import Slot, SlotPool
 from agentplex.llm.limits import Limiter, Limits
-from agentplex.slots import Slot, SlotPool
 
 KEY = "openai|k|gpt"
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 import agentplex as ap
-from agentplex.cache import ResultCache, cache_enabled, content_key
-from agentplex.store import StoreError
+from agentplex.exceptions import StoreError
+from agentplex.store.cache import ResultCache, cache_enabled, content_key
 
 if TYPE_CHECKING:
-    from agentplex.server import SimServer
+    from agentplex.sim.server import SimServer
 
 pytestmark = pytest.mark.usefixtures("result_cache")
 

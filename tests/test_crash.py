@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import agentplex as ap
-from agentplex.server import SimServer
+from agentplex.sim.server import SimServer
 from agentplex.store import RunRecord
 from agentplex.store.sqlite import SqliteStore
 

@@ -18,7 +18,7 @@ from agentplex.executors.dask import DaskExecutor
 from tests.helpers import burn, pid_and_square, sleep_then_pid
 
 if TYPE_CHECKING:
-    from agentplex.server import SimServer
+    from agentplex.sim.server import SimServer
 
 distributed = pytest.importorskip("distributed")
 
@@ -424,7 +424,7 @@ def test_cancelling_a_sharded_batch_keeps_what_the_workers_finished(
 
 
 def test_shards_are_several_per_worker_but_big_enough_to_fill_the_slots() -> None:
-    from agentplex.shard import shard_size
+    from agentplex.batch.shard import shard_size
 
     assert shard_size(5_000, 2, 256) == 625  # four per worker
     assert shard_size(5, 2, 16) == 3  # not five shards of one item run one at a time

@@ -13,7 +13,7 @@ import pytest
 
 import agentplex as ap
 from agentplex.exceptions import ConfigError, MissingExtraError
-from agentplex.exports import (
+from agentplex.report.exports import (
     export_batch,
     export_run,
     final_sections,

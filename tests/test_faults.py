@@ -11,7 +11,7 @@ import random
 import pytest
 
 import agentplex as ap
-from agentplex.server import SimServer
+from agentplex.sim.server import SimServer
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from agentplex import graph
+from agentplex.model import graph
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 

@@ -15,9 +15,9 @@ from agentplex.llm.base import (
     Message,
     Provider,
     Request,
-    Usage,
 )
 from agentplex.llm.limits import Limiter, Limits, limiter_for, reset_limiters
+from agentplex.result import Usage
 
 
 class Clock:

@@ -13,14 +13,15 @@ import pytest
 
 import agentplex as ap
 from agentplex import events as ev
-from agentplex.llm.sim_plans import plan_agents, render
+from agentplex.exceptions import PlanParseError
+from agentplex.model.roles import RoleLibrary
 from agentplex.planning.ask import ask
 from agentplex.planning.check import check_plan
-from agentplex.planning.parse import AgentLines, PlanParseError, find_plan
-from agentplex.roles import RoleLibrary
+from agentplex.planning.parse import AgentLines, find_plan
+from agentplex.sim.plans import plan_agents, render
 
 if TYPE_CHECKING:
-    from agentplex.server import SimServer
+    from agentplex.sim.server import SimServer
 
 COMPARE = "Compare Python, Rust, Go and JavaScript for backend development"
 ROLES = RoleLibrary()

@@ -18,7 +18,7 @@ import agentplex as ap
 from agentplex.events import Event, NodeText, RunStarted
 from agentplex.exceptions import ConfigError, InvalidWorkflowError, MissingExtraError
 from agentplex.llm.limits import _LIMITERS
-from agentplex.server import SimServer
+from agentplex.sim.server import SimServer
 
 SECRET = "sk-live-DoNotLeakThis0123456789abcdef"
 
@@ -242,8 +242,8 @@ def test_an_unpriced_model_is_named_not_guessed(server: SimServer) -> None:
 
 
 def test_builtin_prices_and_the_free_simulator() -> None:
-    from agentplex.llm.base import Usage
     from agentplex.llm.pricing import PriceTable
+    from agentplex.result import Usage
 
     table = PriceTable()
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)

@@ -13,8 +13,8 @@ import agentplex as ap
 from agentplex.exceptions import ProviderError
 from agentplex.llm import ProviderConfig, ProviderPool, Request, Secret
 from agentplex.llm.base import Message, ModelRef
-from agentplex.llm.sim import generate
-from agentplex.server import SimServer
+from agentplex.sim.provider import generate
+from agentplex.sim.server import SimServer
 
 KINDS = ("openai", "anthropic")
 MESSAGES = (Message("system", "You are terse."), Message("user", "Compare Go and Rust"))

@@ -631,8 +631,8 @@ def test_a_group_of_rate_limits_is_a_rate_limit() -> None:
 def test_time_limits_default_for_model_calls_only() -> None:
     import math
 
-    from agentplex.attempts import time_limits
-    from agentplex.options import DEFAULT_TOTAL_TIMEOUT_S, RunOptions
+    from agentplex.engine.attempts import time_limits
+    from agentplex.engine.options import DEFAULT_TOTAL_TIMEOUT_S, RunOptions
 
     wf = ap.Workflow("limits")
     wf.agent("researcher", "x", id="agent")
@@ -652,7 +652,7 @@ def test_time_limits_default_for_model_calls_only() -> None:
 
 
 def test_bad_budgets_are_config_errors() -> None:
-    from agentplex.options import RunOptions
+    from agentplex.engine.options import RunOptions
 
     with pytest.raises(ap.ConfigError, match="rate_limit_retries"):
         RunOptions(rate_limit_retries=-1).check()
@@ -691,9 +691,9 @@ def test_max_items_must_be_a_whole_number_of_at_least_one() -> None:
 
 
 def test_an_agents_default_total_limit_rides_on_its_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agentplex.options
+    import agentplex.engine.options
 
-    monkeypatch.setattr(agentplex.options, "DEFAULT_TOTAL_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(agentplex.engine.options, "DEFAULT_TOTAL_TIMEOUT_S", 0.3)
     wf = ap.Workflow("slow")
     wf.agent("researcher", "Take your time", id="slow", latency_s=30)
     result = ap.run(wf, sim_scale=1)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentplex.engine.scheduler import STRATEGIES, Scheduler
 from agentplex.exceptions import ConfigError
-from agentplex.scheduler import STRATEGIES, Scheduler
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 
@@ -149,7 +149,7 @@ def test_every_node_runs_once_after_its_deps_within_the_limit(deps, strategy, li
 @settings(max_examples=100, deadline=None)
 @given(dags(), st.sampled_from(STRATEGIES), st.data())
 def test_a_failure_skips_exactly_its_descendants(deps, strategy, data) -> None:
-    from agentplex.graph import descendants
+    from agentplex.model.graph import descendants
 
     s = Scheduler(deps, strategy=strategy)
     s.start()
@@ -173,7 +173,7 @@ def test_a_failure_skips_exactly_its_descendants(deps, strategy, data) -> None:
 @settings(max_examples=150, deadline=None)
 @given(dags(), st.data())
 def test_integer_critical_path_agrees_with_the_graph_module(deps, data) -> None:
-    from agentplex.graph import critical_path
+    from agentplex.model.graph import critical_path
 
     durations = {
         node: data.draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]))

@@ -8,8 +8,8 @@ import pytest
 from agentplex.exceptions import ConfigError, ProviderError
 from agentplex.llm import parse_model
 from agentplex.llm.base import Message, Request
-from agentplex.llm.sim import SimProvider, generate
-from agentplex.roles import BUILTIN_ROLES
+from agentplex.model.roles import BUILTIN_ROLES
+from agentplex.sim.provider import SimProvider, generate
 
 
 def messages(role: str, user: str) -> list[Message]:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agentplex.llm.base import Message
-from agentplex.llm.sim import generate
-from agentplex.server import FAULTS, ServerConfig, SimServer, prompt_hash
+from agentplex.sim.provider import generate
+from agentplex.sim.server import FAULTS, ServerConfig, SimServer, prompt_hash
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

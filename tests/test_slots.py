@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agentplex.slots import Slot, SlotPool
+from agentplex.engine.slots import Slot, SlotPool
 
 
 class Run:

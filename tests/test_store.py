@@ -16,14 +16,12 @@ from pathlib import Path
 import pytest
 
 import agentplex as ap
+from agentplex.exceptions import RunNotFoundError, StoreError, UnstorableOutputError
 from agentplex.store import (
     MemoryStore,
-    RunNotFoundError,
     RunRecord,
     RunStore,
     StoredNode,
-    StoreError,
-    UnstorableOutputError,
     open_store,
     owner_alive,
     shown_status,
@@ -424,7 +422,7 @@ def small(path, *, timeout=5.0):  # the file may grow by a few pages only: SQLIT
     return connection
 
 impl._connect = small
-from agentplex.cli import app
+from agentplex.cli.main import app
 sys.argv = ["agentplex", *sys.argv[1:]]
 app()
 """

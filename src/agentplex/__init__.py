@@ -13,11 +13,16 @@ Build a workflow in Python (:class:`Workflow`) or load one from a file
     print(result.speedup)
 """
 
-from agentplex.batch import arun_batch, run_batch
-from agentplex.batch_inputs import BatchItem
-from agentplex.batch_result import BatchResult, ItemResult
-from agentplex.benchmark import BenchmarkResult, DesignResult, benchmark
-from agentplex.context import NodeContext
+from agentplex.batch.benchmark import BenchmarkResult, DesignResult, benchmark
+from agentplex.batch.driver import arun_batch, run_batch
+from agentplex.batch.inputs import BatchItem
+from agentplex.batch.result import BatchResult, ItemResult
+from agentplex.batch.resume import aresume, resume
+from agentplex.engine.context import NodeContext
+from agentplex.engine.fanout import fan_out
+from agentplex.engine.options import RunOptions
+from agentplex.engine.runner import arun, run
+from agentplex.engine.scheduler import Scheduler
 from agentplex.events import (
     BatchFinished,
     BatchStarted,
@@ -40,6 +45,7 @@ from agentplex.events import (
 )
 from agentplex.exceptions import (
     AgentplexError,
+    BudgetExceededError,
     ConfigError,
     CycleError,
     DependencyError,
@@ -49,31 +55,24 @@ from agentplex.exceptions import (
     MissingExtraError,
     NodeError,
     NodeTimeoutError,
+    PlanningError,
     ProviderError,
     RetryableError,
     RunFailedError,
+    RunNotFoundError,
     SchemaError,
+    StoreError,
     TemplateError,
     UnknownRoleError,
     UntrustedCodeError,
     WorkflowError,
     WorkflowFileError,
 )
-from agentplex.exports import export_batch, export_run
-from agentplex.fanout import fan_out
-from agentplex.files import load_workflow, workflow_from_data
+from agentplex.files.loader import load_workflow, workflow_from_data
 from agentplex.llm import Limits, ProviderConfig, Secret
 from agentplex.llm.pricing import Price
-from agentplex.options import RunOptions
-from agentplex.planning.ask import AskResult, aask, aplan, ask, plan
-from agentplex.planning.controller import BudgetExceededError, PlanningError
-from agentplex.result import NodeResult, RunResult
-from agentplex.resume import aresume, resume
-from agentplex.roles import BUILTIN_ROLES, Role
-from agentplex.runner import arun, run
-from agentplex.scheduler import Scheduler
-from agentplex.store import MemoryStore, RunNotFoundError, RunStore, StoreError
-from agentplex.workflow import (
+from agentplex.model.roles import BUILTIN_ROLES, Role
+from agentplex.model.workflow import (
     AgentNode,
     CompiledWorkflow,
     FunctionNode,
@@ -82,6 +81,10 @@ from agentplex.workflow import (
     Node,
     Workflow,
 )
+from agentplex.planning.ask import AskResult, aask, aplan, ask, plan
+from agentplex.report.exports import export_batch, export_run
+from agentplex.result import NodeResult, RunResult
+from agentplex.store import MemoryStore, RunStore
 
 __version__ = "0.1.0"
 

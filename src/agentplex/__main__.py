@@ -1,5 +1,5 @@
 """``python -m agentplex``: the same as the ``agentplex`` command."""
 
-from agentplex.cli import main
+from agentplex.cli.main import main
 
 main()

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentplex.batch_result import BatchResult, ItemResult
-    from agentplex.llm.base import Usage
-    from agentplex.result import RunResult
-    from agentplex.workflow import CompiledWorkflow
+    from agentplex.batch.result import BatchResult, ItemResult
+    from agentplex.model.workflow import CompiledWorkflow
+    from agentplex.result import RunResult, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +218,7 @@ def from_wire(row: list[Any], run_id: str) -> Event:
     """The event ``to_wire`` encoded, as an event of run ``run_id``."""
     name, t, *values = row
     if name == "NodeFinished" and values[4] is not None:
-        from agentplex.llm.base import Usage
+        from agentplex.result import Usage
 
         values[4] = Usage(*values[4])
     return _WIRE[name](run_id, t, *values)

@@ -24,7 +24,15 @@ keeps working for code that does not know about agentplex::
      ├── ProviderError                      an LLM call failed (.retryable, .status)
      ├── NodeError                          one node failed for good (.node_id, .attempts)
      │    └── NodeTimeoutError (TimeoutError)
-     └── RunFailedError                     RunResult.raise_for_status() on a failed run
+     ├── RunFailedError                     RunResult.raise_for_status() on a failed run
+     ├── StoreError                         the run store cannot be used; the message says why
+     │    ├── RunNotFoundError              no run with that id
+     │    └── UnstorableOutputError (TypeError)  a node's output cannot be stored as data
+     ├── EncodeError (TypeError)            a value cannot be written as data (.what, .where)
+     ├── DecodeError (ValueError)           stored text is damaged, planted, or a pickle
+     ├── PlanningError                      the coordinator's plan stayed unusable
+     ├── BudgetExceededError                a planning bound (agents, depth, tokens) was reached
+     └── PlanParseError (ValueError)        no usable JSON plan in a model's answer
 
 Errors carry their context as attributes and say how to fix the problem.
 """
@@ -279,3 +287,84 @@ class RunFailedError(AgentplexError):
         failed = [n.node_id for n in result.nodes.values() if n.status == "failed"]
         detail = f"; failed: {', '.join(failed)}" if failed else ""
         super().__init__(f"run {result.run_id} of {result.workflow!r} {result.status}{detail}")
+
+
+# -- stored data -----------------------------------------------------------------------
+
+PICKLE_ENV = "AGENTPLEX_STORE_PICKLE"
+"""Set to ``1`` to write, and to read back, values the codec cannot encode as pickles."""
+
+RETURN_INSTEAD = (
+    "return str, int, float, bool, None, or lists, tuples, dicts, sets, bytes and "
+    "dataclasses of those (e.g. .tolist(), str(x), or a dict of its fields)"
+)
+
+
+class EncodeError(AgentplexError, TypeError):
+    """A value holds something the codec cannot encode as data.
+
+    Attributes:
+        what: the value's description (``"the output of node 'x'"``).
+        where: the place of the offending part inside the value (``"['rows'][2]"``,
+            empty for the value itself).
+        type_name: the offending part's type, ``module.qualname``.
+    """
+
+    def __init__(self, what: str, where: str, type_name: str, problem: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.type_name = type_name
+        at = f" at {where}" if where else ""
+        detail = (
+            problem or f"holds a value of type {type_name!r}{at}, which cannot be stored as data"
+        )
+        super().__init__(
+            f"{what} {detail}. Fix: {RETURN_INSTEAD}; or, for a store of your own on this "
+            f"machine only, set {PICKLE_ENV}=1 to keep such values as pickles."
+        )
+
+
+class DecodeError(AgentplexError, ValueError):
+    """Stored text is not a valid encoding (damaged or planted), or holds a pickle not opted in."""
+
+    def __init__(self, what: str, problem: str, *, pickled: bool = False) -> None:
+        self.what = what
+        self.problem = problem
+        self.pickled = pickled
+        """True if the value is a pickle and the reading process did not opt in."""
+        super().__init__(f"{what} {problem}")
+
+
+class StoreError(AgentplexError):
+    """The store cannot be used (newer schema, corrupt, locked, busy run); the message says why."""
+
+
+class RunNotFoundError(StoreError):
+    """No run with that id in the store."""
+
+
+class UnstorableOutputError(StoreError, TypeError):
+    """A node's output cannot be stored as data; the node fails with this error.
+
+    Attributes:
+        node_id: the node whose output it is.
+    """
+
+    def __init__(self, node_id: str, cause: EncodeError) -> None:
+        self.node_id = node_id
+        super().__init__(str(cause))
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+class PlanningError(AgentplexError):
+    """The coordinator's plan stayed unusable after every repair attempt."""
+
+
+class BudgetExceededError(AgentplexError):
+    """A planning bound (agents, depth or tokens) was reached; the message names it and the fix."""
+
+
+class PlanParseError(AgentplexError, ValueError):
+    """No usable JSON plan in the text; the message says what was found instead."""

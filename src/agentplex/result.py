@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentplex.exceptions import OutputError, RunFailedError
-from agentplex.llm.base import Usage
 
 MAX_NAME = 100
 """Characters of a safe name before its hash suffix (a name stays far below 255 bytes)."""
@@ -144,6 +143,27 @@ def write_error(exc: OSError, path: Path, what: str) -> OutputError:
 
 NodeStatus = Literal["succeeded", "failed", "skipped", "cancelled", "pending"]
 RunStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens a call consumed, as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_calls: int = 0
+    """Calls answered from the result cache instead (they cost no tokens)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_calls + other.cached_calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 @pytest.fixture
 def cli() -> Callable[..., Result]:
     """Run ``agentplex ARGS...`` in this process; the result has exit_code, stdout, stderr."""
-    from agentplex.cli import app
+    from agentplex.cli.main import app
 
     runner = CliRunner()
 

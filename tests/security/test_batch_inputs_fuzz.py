@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentplex as ap
-from agentplex.batch_inputs import BatchItem, item_folders, read_items
+from agentplex.batch.inputs import BatchItem, item_folders, read_items
 from agentplex.exceptions import AgentplexError
-from agentplex.workflow import CompiledWorkflow
+from agentplex.model.workflow import CompiledWorkflow
 
 SUFFIXES = (".txt", ".csv", ".jsonl")
 FUZZ = settings(

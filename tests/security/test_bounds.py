@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 
 import agentplex as ap
-from agentplex.exceptions import TemplateError, WorkflowFileError
-from agentplex.llm import sim_plans
+from agentplex.exceptions import PlanParseError, TemplateError, WorkflowFileError
+from agentplex.model.templates import render
 from agentplex.planning.ask import ask
-from agentplex.planning.parse import AgentLines, PlanParseError, find_plan
+from agentplex.planning.parse import AgentLines, find_plan
 from agentplex.planning.prompts import FORMAT, REPAIR
-from agentplex.templates import render
+from agentplex.sim import plans as sim_plans
 
 DEEP = 100_000
-# The documented limits (agentplex.templates.MAX_FORMAT_WIDTH and
+# The documented limits (agentplex.model.templates.MAX_FORMAT_WIDTH and
 # agentplex.planning.parse.MAX_PLAN_CHARS / MAX_PLAN_DEPTH), spelled out so that this
 # file also runs, and fails test by test, against the code from before the limits.
 MAX_FORMAT_WIDTH = 1000
@@ -393,7 +393,8 @@ def test_values_python_cannot_build_are_one_clear_line(
 
 
 def test_the_limits_are_the_documented_constants() -> None:
-    from agentplex import files, templates, validation
+    from agentplex.files import loader as files
+    from agentplex.model import templates, validation
     from agentplex.planning import parse
 
     assert templates.MAX_FORMAT_WIDTH == MAX_FORMAT_WIDTH

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import agentplex as ap
-from agentplex.bodies import NodeBodies
+from agentplex.engine.bodies import NodeBodies
+from agentplex.engine.options import RunOptions
 from agentplex.events import Event, NodeRetrying
-from agentplex.options import RunOptions
-from agentplex.server import SimServer
+from agentplex.sim.server import SimServer
 from tests.test_providers_http import wait_closed
 
 KINDS = ("openai", "anthropic")
@@ -141,9 +141,9 @@ def test_ctx_ask_in_a_function_has_the_same_deadline(server: SimServer) -> None:
 
 
 def test_with_default_options_every_llm_call_has_a_deadline(server: SimServer) -> None:
-    from agentplex.attempts import time_limits
+    from agentplex.engine.attempts import time_limits
+    from agentplex.engine.options import DEFAULT_TOTAL_TIMEOUT_S
     from agentplex.llm import DEFAULT_CALL_TIMEOUT_S
-    from agentplex.options import DEFAULT_TOTAL_TIMEOUT_S
 
     options = RunOptions(model="openai:default", base_url=server.url, api_key="sk-test-key")
     bodies = NodeBodies(one_agent().compile(), options, run_id="r", inputs={})
@@ -156,7 +156,7 @@ def test_with_default_options_every_llm_call_has_a_deadline(server: SimServer) -
 
 
 def test_a_user_function_gets_no_default_deadline_and_inf_turns_them_off() -> None:
-    from agentplex.attempts import time_limits
+    from agentplex.engine.attempts import time_limits
 
     wf = ap.Workflow("f")
 

@@ -28,13 +28,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentplex.exceptions import AgentplexError
-from agentplex.files import load_workflow
+from agentplex.exceptions import AgentplexError, PlanParseError
+from agentplex.files.loader import load_workflow
+from agentplex.model.roles import RoleLibrary
+from agentplex.model.templates import render, template_fields
+from agentplex.model.workflow import AgentNode, CompiledWorkflow, MapNode
 from agentplex.planning.check import check_agent, check_plan
-from agentplex.planning.parse import AgentLines, PlanParseError, find_plan
-from agentplex.roles import RoleLibrary
-from agentplex.templates import render, template_fields
-from agentplex.workflow import AgentNode, CompiledWorkflow, MapNode
+from agentplex.planning.parse import AgentLines, find_plan
 
 ROLES = RoleLibrary()
 
@@ -87,7 +87,7 @@ FRAGMENTS = [
     "\n  b:",
     " {role: researcher, task: x}",
     " {role: writer, task: 'Use {a}', depends_on: [a]}",
-    " {function: 'agentplex.ids:is_valid_node_id'}",
+    " {function: 'agentplex.model.ids:is_valid_node_id'}",
     " {function: '../x:y'}",
     " {map: a, role: fact_checker, task: 'Check {item}'}",
     "\ninputs: {query: x}",
@@ -179,8 +179,8 @@ NODE_IDS = st.one_of(
 FUNCTIONS = st.one_of(
     st.sampled_from(
         [
-            "agentplex.ids:is_valid_node_id",
-            "agentplex.ids:no_such_function",
+            "agentplex.model.ids:is_valid_node_id",
+            "agentplex.model.ids:no_such_function",
             "../x:y",
             "/abs/path:y",
             "a..b:c",

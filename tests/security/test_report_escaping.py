@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import agentplex as ap
-from agentplex.batch_result import ItemResult, write_summary
+from agentplex.batch.result import ItemResult, write_summary
 from agentplex.exceptions import AgentplexError
 from agentplex.report.html import record_from_store, render_html, write_report
 from agentplex.store import MemoryStore, RunRecord, StoredNode

@@ -29,12 +29,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentplex as ap
-from agentplex.codec import DecodeError, EncodeError, canonical, decode, encode
-from agentplex.store import StoreError
+from agentplex.exceptions import DecodeError, EncodeError, StoreError
+from agentplex.store.codec import canonical, decode, encode
 from agentplex.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from agentplex.server import SimServer
+    from agentplex.sim.server import SimServer
 
 PIPELINE = (
     "name: pipe\ninputs: {topic: null}\nnodes:\n"

@@ -1,4 +1,10 @@
-"""Executors: where function nodes run; see :mod:`agentplex.executors.base`."""
+"""Executors: where function nodes run; see :mod:`agentplex.executors.base`.
+
+Owns: the executor contract (base), and the inline, thread, process and Dask
+executors.
+
+May import: agentplex.exceptions.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,12 @@
 A model string ``name:model`` names a provider configuration (see
 :mod:`agentplex.llm.config`); its ``kind`` picks the implementation, which
 is imported only when a run uses it, so the SDKs stay optional.
+
+Owns: the provider contract (base), provider configurations and secrets
+(config), limits, errors and pricing, and the OpenAI-compatible and Anthropic
+providers.
+
+May import: agentplex.exceptions, agentplex.result.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from agentplex.llm.base import (
     Provider,
     ProviderStatistics,
     Request,
-    Usage,
     parse_model,
 )
 from agentplex.llm.config import (
@@ -34,10 +39,11 @@ from agentplex.llm.config import (
     resolve,
 )
 from agentplex.llm.limits import Limits
+from agentplex.result import Usage
 
 #: Provider kind -> "module:class", imported on first use.
 PROVIDERS: dict[str, str] = {
-    "sim": "agentplex.llm.sim:SimProvider",
+    "sim": "agentplex.sim.provider:SimProvider",
     "openai": "agentplex.llm.openai_provider:OpenAIProvider",
     "ollama": "agentplex.llm.openai_provider:OllamaProvider",
     "anthropic": "agentplex.llm.anthropic_provider:AnthropicProvider",

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from agentplex.llm.base import Completion, Request, Usage
+from agentplex.llm.base import Completion, Request
 from agentplex.llm.http_provider import SdkProvider, sampling_options
+from agentplex.result import Usage
 
 DEFAULT_MAX_TOKENS = 1024
 

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Literal
 from agentplex.exceptions import ConfigError, ProviderError
 from agentplex.llm.errors import is_rate_limit
 from agentplex.llm.limits import Limiter, Limits, limiter_for
+from agentplex.result import Usage
 
 DEFAULT_CALL_TIMEOUT_S = 600.0
 """Wall-clock deadline of one LLM call when neither its provider nor the run sets one."""
@@ -45,7 +46,7 @@ CALL_DEADLINE: ContextVar[tuple[asyncio.Task[Any], float] | None] = ContextVar(
 """``(task, loop time)``: calls made by ``task`` must end by then; None: no such deadline.
 
 Set by the engine around a node's attempt when the node's total time limit is
-enforced through its calls (see :mod:`agentplex.attempts`). It names its task
+enforced through its calls (see :mod:`agentplex.engine.attempts`). It names its task
 because tasks started meanwhile inherit the context: a node the planner adds
 from inside another node's attempt must not inherit that node's deadline."""
 
@@ -60,25 +61,9 @@ class Message:
     content: str
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens a call consumed, as the provider reported them."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_calls: int = 0
-    """Calls answered from the result cache instead (they cost no tokens)."""
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cached_calls + other.cached_calls,
-        )
+CONTEXT_MARKER = "### From "
+"""Starts each labelled section of upstream material in a prompt (see
+:mod:`agentplex.engine.prompts`); the simulator finds the sections by it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,7 @@ class Limiter:
     def share(
         self, total: Limits, max_concurrency: int | None, rpm: float | None, tpm: float | None
     ) -> None:
-        """Run with a share of ``total`` (a cluster's budget; see :mod:`agentplex.budget`).
+        """Run with a share of ``total`` (a cluster's budget; see :mod:`agentplex.cluster.budget`).
 
         A share may be 0: nothing of that kind starts until a bigger share comes.
         """
@@ -421,7 +421,7 @@ def share_limits(source: LimiterSource | None) -> None:
     """Take every limiter from ``source`` (None: back to this process's own limits).
 
     A worker of a sharded batch runs under a share of the cluster's budget
-    (:mod:`agentplex.budget`): its limiters are sized by grants, not by the
+    (:mod:`agentplex.cluster.budget`): its limiters are sized by grants, not by the
     limits the run asks for, which are the whole cluster's.
     """
     global _source

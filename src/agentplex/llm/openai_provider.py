@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from agentplex.llm.base import Completion, Request, Usage, estimate_tokens
+from agentplex.llm.base import Completion, Request, estimate_tokens
 from agentplex.llm.http_provider import SdkProvider, sampling_options
+from agentplex.result import Usage
 
 
 class OpenAIProvider(SdkProvider):

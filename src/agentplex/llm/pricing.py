@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agentplex.exceptions import ConfigError
-from agentplex.llm.base import Usage
+from agentplex.result import Usage
 
 
 @dataclass(frozen=True, slots=True)

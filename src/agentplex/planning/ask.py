@@ -20,6 +20,8 @@ from typing import Any
 
 from agentplex import events as ev
 from agentplex.exceptions import ConfigError
+from agentplex.model.roles import Role, RoleLibrary
+from agentplex.model.workflow import Workflow
 from agentplex.planning.controller import (
     COORDINATOR,
     Planner,
@@ -27,8 +29,6 @@ from agentplex.planning.controller import (
     question_node,
 )
 from agentplex.result import RunResult
-from agentplex.roles import Role, RoleLibrary
-from agentplex.workflow import Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ async def aask(
     Raises:
         ConfigError: for a bad bound or option (before anything runs).
     """
-    from agentplex.runner import arun
+    from agentplex.engine.runner import arun
 
     if not question.strip():
         raise ConfigError("the question is empty. Fix: ask something, e.g. 'Compare A, B and C'.")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from agentplex.plan import CODE_KEYS
-from agentplex.roles import RoleLibrary, normalize_role
+from agentplex.files.plan import CODE_KEYS
+from agentplex.model.roles import RoleLibrary, normalize_role
 
 _QUOTE = reprlib.Repr()
 _QUOTE.maxstring = _QUOTE.maxother = 80

@@ -38,28 +38,20 @@ from graphlib import TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
 from agentplex import events as ev
-from agentplex.context import NodeContext
-from agentplex.exceptions import AgentplexError
-from agentplex.ids import plan_node_id
+from agentplex.engine.context import NodeContext
+from agentplex.exceptions import AgentplexError, BudgetExceededError, PlanningError, PlanParseError
+from agentplex.model.ids import plan_node_id
+from agentplex.model.roles import Role, RoleLibrary
+from agentplex.model.workflow import AgentNode
 from agentplex.planning import prompts
 from agentplex.planning.check import CheckedPlan, PlannedAgent, check_agent, check_plan
-from agentplex.planning.parse import AgentLines, PlanParseError, find_json, find_plan
-from agentplex.roles import Role, RoleLibrary
-from agentplex.workflow import AgentNode
+from agentplex.planning.parse import AgentLines, find_json, find_plan
 
 if TYPE_CHECKING:
-    from agentplex.runner import _Run
+    from agentplex.engine.runner import _Run
 
 COORDINATOR = "coordinator"
 REVIEW = "review"
-
-
-class PlanningError(AgentplexError):
-    """The coordinator's plan stayed unusable after every repair attempt."""
-
-
-class BudgetExceededError(AgentplexError):
-    """A planning bound (agents, depth or tokens) was reached; the message names it and the fix."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from agentplex.exceptions import AgentplexError
+from agentplex.exceptions import PlanParseError
 
 MAX_PLAN_CHARS = 1_000_000
 """The longest answer searched for a plan (about 250,000 tokens); longer ones are refused."""
@@ -38,10 +38,6 @@ _OBJECT_START = re.compile(r'\{[ \t\n\r]*["}]')
 # so after this many the search stops: a real answer has a handful at most.
 _MAX_FAILED_DECODES = 100
 _AGENT_KEYS = ("role", "task", "function", "depends_on")
-
-
-class PlanParseError(AgentplexError, ValueError):
-    """No usable JSON plan in the text; the message says what was found instead."""
 
 
 def _too_large(size: int) -> PlanParseError:

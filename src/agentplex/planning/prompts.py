@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agentplex.roles import Role
+from agentplex.model.roles import Role
 
 QUESTION = "## Question"
 ROLES = "## Roles you can use"

@@ -15,7 +15,7 @@ from agentplex import events as ev
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agentplex.batch_result import BatchResult
+    from agentplex.batch.result import BatchResult
 
 
 class BatchProgress:

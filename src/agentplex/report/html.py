@@ -108,7 +108,8 @@ def record_from_store(store: Any, run_id: str) -> tuple[dict[str, Any], dict[str
         StoreError: if the run is not in the store, or its record has a field
             of the wrong type (naming the run and the field).
     """
-    from agentplex.store import StoreError, batch_items, shown_status
+    from agentplex.exceptions import StoreError
+    from agentplex.store import batch_items, shown_status
 
     where = f"run {run_id} in the store"
     check = RecordCheck(where, lambda w, problem: StoreError(f"{w}: {problem}"))

@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agentplex import events as ev
+from agentplex.model.workflow import AgentNode, CompiledWorkflow, MapNode, Node
 from agentplex.result import RunResult
-from agentplex.workflow import AgentNode, CompiledWorkflow, MapNode, Node
 
 _STATUS_STYLE = {
     "succeeded": "green",

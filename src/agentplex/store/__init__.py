@@ -12,11 +12,18 @@ node succeeds, before any successor starts, so a crash can lose only work in
 flight. A store holds no secrets: the run's settings are stored with keys
 removed, and outputs pass through the same redaction as logs.
 
-A store holds data only. Node outputs are written through :mod:`agentplex.codec`
+A store holds data only. Node outputs are written through :mod:`agentplex.store.codec`
 (JSON with tagged types, never a pickle unless opted in), and every record read
 back is checked field by field (:mod:`agentplex.store.checks`), so a damaged or
 planted store file is a :class:`StoreError` naming the file and the fix, never
 code execution and never a traceback.
+
+Owns: the run store (memory and SQLite), the recorder that writes a run's
+events to it, the checks on every record read back, the codec for stored
+values, content keys of nodes (keys) and the result cache (cache).
+
+May import: agentplex.exceptions, agentplex.events, agentplex.result,
+agentplex.model, agentplex.llm (the cache keys LLM requests).
 """
 
 from __future__ import annotations
@@ -29,31 +36,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agentplex.codec import DecodeError, EncodeError, decode, encode
-from agentplex.exceptions import AgentplexError
+from agentplex.exceptions import (
+    DecodeError,
+    EncodeError,
+    RunNotFoundError,
+    StoreError,
+    UnstorableOutputError,
+)
+from agentplex.store.codec import decode, encode
 
 SCHEMA_VERSION = 2
 """2: node outputs are codec JSON (1 kept them as pickles, which are never read now)."""
-
-
-class StoreError(AgentplexError):
-    """The store cannot be used (newer schema, corrupt, locked, busy run); the message says why."""
-
-
-class RunNotFoundError(StoreError):
-    """No run with that id in the store."""
-
-
-class UnstorableOutputError(StoreError, TypeError):
-    """A node's output cannot be stored as data; the node fails with this error.
-
-    Attributes:
-        node_id: the node whose output it is.
-    """
-
-    def __init__(self, node_id: str, cause: EncodeError) -> None:
-        self.node_id = node_id
-        super().__init__(str(cause))
 
 
 def output_text(run_id: str, node: StoredNode) -> str:
@@ -220,7 +213,7 @@ class RunStore(ABC):
 
         Raises:
             UnstorableOutputError: if the output cannot be stored as data (see
-                :mod:`agentplex.codec`); nothing is recorded then.
+                :mod:`agentplex.store.codec`); nothing is recorded then.
         """
 
     @abstractmethod

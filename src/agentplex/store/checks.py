@@ -6,7 +6,7 @@ settings and summary, a batch's items and per-item rows, a node's record.
 Fields agentplex does not know are left alone (a newer agentplex may add
 some); known fields of the wrong type are a problem. Each check returns the
 first problem as a phrase (``"field 'wall_s' is 'abc', not a number"``), or
-``None``; the store turns it into a :class:`~agentplex.store.StoreError` that
+``None``; the store turns it into a :class:`~agentplex.exceptions.StoreError` that
 names the file and the run.
 """
 

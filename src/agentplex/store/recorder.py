@@ -7,7 +7,7 @@ durable, and only then does the runner let the node's successors start.
 Failed, skipped and cancelled nodes are written as their events arrive.
 
 On resume the recorder also decides which stored results are reusable: a
-succeeded node whose content key (:mod:`agentplex.keys`) is unchanged.
+succeeded node whose content key (:mod:`agentplex.store.keys`) is unchanged.
 
 When the last node of a run succeeds, the store marks the run succeeded in
 the same commit as that node's result, so a crash before :meth:`Recorder.finish`
@@ -16,7 +16,7 @@ interrupted (a run that grew while it ran is left to ``finish``: a review may
 still add revisions after its last node).
 
 Two things can keep a result from the store. An output the codec cannot hold
-(:mod:`agentplex.codec`) fails its node: :meth:`Recorder.succeeded` raises
+(:mod:`agentplex.store.codec`) fails its node: :meth:`Recorder.succeeded` raises
 :class:`~agentplex.store.UnstorableOutputError` and the runner records it as
 the node's error. A store that cannot write any more (a full disk) stops the
 run: no new node starts, the nodes in flight end, and :meth:`Recorder.finish`
@@ -34,14 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentplex import events as ev
-from agentplex.keys import add_key, node_keys
-from agentplex.store import RunRecord, RunStore, StoredNode, StoreError, UnstorableOutputError
+from agentplex.exceptions import StoreError, UnstorableOutputError
+from agentplex.store import RunRecord, RunStore, StoredNode
+from agentplex.store.keys import add_key, node_keys
 
 if TYPE_CHECKING:
-    from agentplex.options import RunOptions
+    from agentplex.engine.options import RunOptions
+    from agentplex.engine.runner import _Run
+    from agentplex.model.workflow import CompiledWorkflow
     from agentplex.result import NodeResult, RunResult
-    from agentplex.runner import _Run
-    from agentplex.workflow import CompiledWorkflow
 
 _CHUNK = 512
 """Event rows buffered before they are queued for writing."""

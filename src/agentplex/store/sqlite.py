@@ -10,9 +10,9 @@ for); a power cut may lose the last commits, never corrupt the file.
 Reads open their own short-lived connection, so ``agentplex runs`` works
 while a run is writing. Every row read back is checked before it is used
 (:mod:`agentplex.store.checks`): a damaged or planted file is one
-:class:`~agentplex.store.StoreError`, naming the file and how to start fresh.
+:class:`~agentplex.exceptions.StoreError`, naming the file and how to start fresh.
 
-Schema 2 keeps node outputs as :mod:`agentplex.codec` JSON. A schema-1 file
+Schema 2 keeps node outputs as :mod:`agentplex.store.codec` JSON. A schema-1 file
 (outputs as pickles) is refused with the one-line way to start fresh: its
 pickles are never read. If the disk fills up, the writer stops: what was
 committed stays, and every later :meth:`SqliteStore.sync` raises the error.
@@ -32,13 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agentplex.codec import encode
+from agentplex.exceptions import StoreError
 from agentplex.store import (
     SCHEMA_VERSION,
     RunRecord,
     RunStore,
     StoredNode,
-    StoreError,
     busy,
     checks,
     damaged,
@@ -50,6 +49,7 @@ from agentplex.store import (
     owner_alive,
     this_owner,
 )
+from agentplex.store.codec import encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
