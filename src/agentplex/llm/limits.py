@@ -19,7 +19,9 @@ What a ticket waits for, first come first served:
 
 *Adaptive rate (AIMD).* A 429 means a limit was hit, whether or not the user
 told us about it. On the first one the limiter starts pacing at a fraction
-(``decrease``) of the rate it was sending at, and on each later one it cuts the
+(``decrease``) of the rate it was sending at (once it has sent enough in the
+last window to know that rate: a single call retried is held back by its
+Retry-After alone, not by a guessed pace), and on each later one it cuts the
 pace by the same factor, at most once per round trip (a 429 for a request sent
 before the last cut says nothing new); while most recent calls get 429s it
 cuts to a fraction of the success rate instead, the rate the provider really
@@ -348,7 +350,11 @@ class Limiter:
             sent = self._sent
             while sent and sent[0] < now - _WINDOW_S:
                 sent.popleft()
-            current = self._per_s(len(sent), now) or 1.0
+            current = self._per_s(len(sent), now)
+            if current is None:
+                # Too few sends to know a rate (one call, retried): pacing would only
+                # guess. Its Retry-After, if any, already holds every start back.
+                return
             sent.clear()
         if limited * 2 >= total:  # mostly 429s: far over the limit
             accepted = self._per_s(self._window_ok, now)
