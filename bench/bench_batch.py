@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import agentplex as ap
+from agentplex.batch.benchmark import benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -32,7 +33,7 @@ EXAMPLES = ROOT / "examples"
 
 def part_a(scale: float) -> list[str]:
     wf = ap.load_workflow(EXAMPLES / "content_pipeline.yaml").compile()
-    result = ap.benchmark(wf, EXAMPLES / "topics.txt", max_concurrency=64, sim_scale=scale)
+    result = benchmark(wf, EXAMPLES / "topics.txt", max_concurrency=64, sim_scale=scale)
     lines = [f"(a) 100 topics x 4 stages, sim latency x{scale}, dataflow/layers at concurrency 64"]
     for row in result.designs:
         lines.append(

@@ -108,7 +108,7 @@ def noop_workflow(n: int, seed: int = 7) -> ap.Workflow:
 def part_b(n: int, repeats: int) -> list[str]:
     compiled = noop_workflow(n).compile()
 
-    def per_node(observers: list[ap.Observer]) -> float:
+    def per_node(observers: list[ap.events.Observer]) -> float:
         times = []
         for _ in range(repeats):
             gc.collect()
@@ -121,7 +121,7 @@ def part_b(n: int, repeats: int) -> list[str]:
 
     events = 0
 
-    def count(_: ap.Event) -> None:
+    def count(_: ap.events.Event) -> None:
         nonlocal events
         events += 1
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import agentplex as ap
 from agentplex.llm.limits import _LIMITERS, reset_limiters
+from agentplex.model.roles import BUILTIN_ROLES
 
 KEY = "sk-bench-0000000000000000"
 
@@ -109,7 +110,7 @@ async def bare_sdk(kind: str, root: str, n: int, concurrency: int, *, raw: bool 
 
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     transport = "DefaultAioHttpClient" if find_spec("aiohttp") else "DefaultAsyncHttpxClient"
-    system = ap.BUILTIN_ROLES["researcher"].system_prompt
+    system = BUILTIN_ROLES["researcher"].system_prompt
     semaphore = asyncio.Semaphore(concurrency)
     if kind == "openai":
         import openai

@@ -37,6 +37,13 @@ def fresh_limiters() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def no_wait_for_local_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused loopback endpoint fails at once: tests start their servers first (the
+    wait for a server still starting has its own test)."""
+    monkeypatch.setattr("agentplex.llm.LOCAL_START_S", 0.0)
+
+
+@pytest.fixture(autouse=True)
 def forget_secrets() -> Iterator[None]:
     """Keys are masked process-wide once seen; no test may inherit another test's keys
     (a test that used the key ``k`` would otherwise mask every standalone ``k`` after it)."""

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import agentplex as ap
+from agentplex.batch.benchmark import benchmark
 from agentplex.events import Event, ItemFinished, ItemStarted, NodeStarted
 from agentplex.exceptions import ConfigError
+from tests.cli import MARKER_STEPS, cli, popen_cli, wait_for_file
 
 
 def pipeline() -> ap.Workflow:
@@ -154,7 +153,7 @@ def test_file_level_problems_fail_before_anything_runs(tmp_path: Path) -> None:
     two.agent("writer", "{a} {b}", id="w")
     with pytest.raises(ConfigError, match="use a CSV file"):
         ap.run_batch(two, write(tmp_path / "b.txt", "x\n"))
-    with pytest.raises(ap.WorkflowFileError, match="unknown batch input format"):
+    with pytest.raises(ap.exceptions.WorkflowFileError, match="unknown batch input format"):
         ap.run_batch(pipeline(), write(tmp_path / "c.xlsx", "x"))
 
 
@@ -186,21 +185,6 @@ def test_out_folder_has_each_item_a_record_and_a_summary(tmp_path: Path) -> None
     assert int(rows[0]["input_tokens"]) > 0
     outputs = sorted(p.name for p in (out / "items" / "2-go" / "outputs").iterdir())
     assert outputs == ["present.md", "research.md", "review.md", "write.md"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-            "AGENTPLEX_SIM_SCALE": "0",
-        },
-    )
 
 
 def test_cli_batch_over_the_example_topics(examples: Path, tmp_path: Path) -> None:
@@ -245,7 +229,6 @@ def test_cli_shows_keys_and_errors_as_text_not_markup(tmp_path: Path, examples: 
 
 
 def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> None:
-    import os
     import signal
     import time
 
@@ -254,35 +237,22 @@ def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> No
         '{"key": "first", "topic": "q"}\n'
         + "".join(f'{{"key": "slow{i}", "topic": "s{i}"}}\n' for i in range(11)),
     )
+    (tmp_path / "steps.py").write_text(MARKER_STEPS)
+    marker = tmp_path / "started"
     slow = write(
         tmp_path / "slow.yaml",
-        "inputs: {topic: null}\nnodes:\n"
-        "  a: {role: researcher, task: '{topic}', latency_s: 0.1}\n"
+        f"inputs: {{topic: null, marker: {{default: {str(marker)!r}}}}}\nnodes:\n"
+        "  a: {function: 'steps:ready'}\n"
         "  b: {role: researcher, task: 'more on {topic}', latency_s: 30, depends_on: [a]}\n",
     )
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentplex",
-            "batch",
-            str(slow),
-            "--inputs",
-            str(jobs),
-            "--out",
-            str(out),
-            "--max-concurrency",
-            "1",
-            "--error-policy",
-            "continue",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "AGENTPLEX_SIM_SCALE": "1"},
-    )
-    time.sleep(2.5)
+    # A real process: Ctrl-C is a real SIGINT, delivered while the batch goes.
+    proc = popen_cli(
+        "batch", slow, "--inputs", jobs, "--out", out, "--max-concurrency", "1",
+        "--error-policy", "continue", env={"AGENTPLEX_SIM_SCALE": "1"},
+    )  # fmt: skip
+    wait_for_file(marker)
+    time.sleep(0.5)  # the first item's step is recorded, and its slow agent has started
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
@@ -304,7 +274,7 @@ def test_ctrl_c_keeps_finished_items_and_writes_the_record(tmp_path: Path) -> No
 
 def test_benchmark_runs_every_design_on_the_same_items() -> None:
     topics = [{"topic": f"t{i}"} for i in range(12)]
-    result = ap.benchmark(pipeline(), topics, max_concurrency=8, sim_scale=0.02)
+    result = benchmark(pipeline(), topics, max_concurrency=8, sim_scale=0.02)
     assert [r.design for r in result.designs] == ["sequential", "pool4", "layers", "dataflow"]
     for row in result.designs:
         assert row.items == 12
@@ -317,7 +287,7 @@ def test_benchmark_runs_every_design_on_the_same_items() -> None:
     # their order is structural: one worker is slower than many.
     assert result.speedup("dataflow") > result.speedup("pool4") > 1.0
     with pytest.raises(ConfigError, match="unknown design"):
-        ap.benchmark(pipeline(), topics, designs=["threads"])
+        benchmark(pipeline(), topics, designs=["threads"])
 
 
 def test_cli_bench_prints_the_table_and_draws_the_plot(examples: Path, tmp_path: Path) -> None:

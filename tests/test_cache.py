@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +18,7 @@ import pytest
 import agentplex as ap
 from agentplex.exceptions import StoreError
 from agentplex.store.cache import ResultCache, cache_enabled, content_key
+from tests.cli import cli
 
 if TYPE_CHECKING:
     from agentplex.sim.server import SimServer
@@ -256,21 +255,6 @@ def test_functions_are_cached_only_when_they_opt_in(
 
 
 # -- the CLI -----------------------------------------------------------------------------------
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "AGENTPLEX_STORE": os.environ["AGENTPLEX_STORE"],
-            "AGENTPLEX_CACHE": os.environ["AGENTPLEX_CACHE"],
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-        },
-    )
 
 
 def test_cli_run_no_cache_info_prune_clear(server: SimServer, tmp_path: Path) -> None:

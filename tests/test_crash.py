@@ -8,12 +8,14 @@ and end with the outputs of an uninterrupted run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ import pytest
 
 import agentplex as ap
 from agentplex.sim.server import SimServer
-from agentplex.store import RunRecord
+from agentplex.store import RunRecord, StoredNode
 from agentplex.store.sqlite import SqliteStore
 
 
@@ -155,7 +157,16 @@ def test_a_second_process_cannot_write_the_same_run(server: SimServer, tmp_path:
     try:
         run_id = wait_for_run(store_path).run_id
         second = subprocess.run(
-            [sys.executable, "-m", "agentplex", "resume", run_id, "--base-url", server.url],
+            [
+                sys.executable,
+                "-m",
+                "agentplex",
+                "resume",
+                run_id,
+                "--trust",
+                "--base-url",
+                server.url,
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -231,7 +242,7 @@ def test_sigkill_a_batch_then_resume_item_by_item(
     for i in range(8):
         try:
             nodes = store.get_nodes(f"{batch.run_id}.{i}")
-        except ap.RunNotFoundError:
+        except ap.exceptions.RunNotFoundError:
             nodes = {}
         kept[i] = sum(1 for n in nodes.values() if n.status == "succeeded")
     check_interrupted_batch_views(batch.run_id, kept, env, tmp_path)
@@ -346,3 +357,33 @@ def test_a_run_killed_after_its_last_node_was_stored_shows_as_succeeded(
     shown = json.loads(cli("show", batch["run_id"], "--json", env=env))
     [item] = [i for i in shown["items"] if i["run_id"] == finished_run]
     assert (item["status"], item["done_nodes"], item["success"]) == ("succeeded", 3, True)
+
+
+def test_every_sync_returns_only_once_its_own_writes_are_committed(tmp_path: Path) -> None:
+    """Waiters share commits, never one that misses what they queued before waiting."""
+    path = tmp_path / "runs.sqlite"
+    store = SqliteStore(path)
+    now = time.time()
+    store.begin_run(RunRecord(run_id="r", workflow="w", status="running", created=now, updated=now))
+    count = 150  # more than two multi-row statements: 64 + 64 + 16 + 4 + 2 rows
+    missing: list[str] = []
+
+    async def one(i: int) -> None:
+        node_id = f"n{i}"
+        store.put_node("r", StoredNode(node_id, "k", "succeeded", {"i": i}, {"attempts": 1}))
+        await store.sync()
+        with contextlib.closing(sqlite3.connect(path)) as db:  # another reader: committed?
+            row = db.execute("SELECT 1 FROM nodes WHERE node_id=?", (node_id,)).fetchone()
+        if row is None:
+            missing.append(node_id)
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(count)))
+
+    asyncio.run(main())
+    nodes = store.get_nodes("r")
+    store.close()
+    assert missing == []
+    assert sorted(nodes) == sorted(f"n{i}" for i in range(count))
+    assert all(nodes[f"n{i}"].output == {"i": i} for i in range(count))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 import agentplex as ap
 from agentplex.executors.dask import DaskExecutor
+from tests.cli import cli
 from tests.helpers import burn, pid_and_square, sleep_then_pid
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ def test_a_workflow_runs_on_the_cluster_with_the_outputs_of_a_local_run(cluster:
 def test_an_unreachable_scheduler_fails_before_the_run_starts() -> None:
     started: list[Any] = []
     with pytest.raises(
-        ap.ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"
+        ap.exceptions.ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"
     ):
         ap.run(
             ap_flow_with_n(2),
@@ -136,41 +135,13 @@ def slow_item(item: int) -> tuple[int, int]:
 
 
 def test_cli_executor_dask_starts_a_local_cluster(examples: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agentplex",
-            "run",
-            str(examples / "executive_delegation.yaml"),
-            "--executor",
-            "dask",
-            "--json",
-            "--no-store",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,  # the example's board file goes there
-        env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
-    )
+    flow = examples / "executive_delegation.yaml"
+    sim = {"AGENTPLEX_SIM_SCALE": "0"}
+    # cwd: the example's board file goes there
+    done = cli("run", flow, "--executor", "dask", "--json", "--no-store", env=sim, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    unreachable = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agentplex",
-            "run",
-            str(examples / "executive_delegation.yaml"),
-            "--dask",
-            "tcp://127.0.0.1:9",
-            "--no-store",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "AGENTPLEX_SIM_SCALE": "0"},
+    unreachable = cli(
+        "run", flow, "--dask", "tcp://127.0.0.1:9", "--no-store", env=sim, cwd=tmp_path
     )
     assert unreachable.returncode == 2
     assert "cannot reach the Dask scheduler" in unreachable.stderr

@@ -1,4 +1,4 @@
-"""One contract suite, run against every executor."""
+"""One contract suite, run against every executor (the ``test_`` functions taking ``kind``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import traceback
 import pytest
 
 from agentplex.exceptions import ConfigError
-from agentplex.executors import EXECUTORS, create_executor
+from agentplex.executors import BUILTIN_EXECUTORS, create_executor
 from tests.helpers import burn, fails, pid_and_square
 
 
@@ -18,8 +18,9 @@ async def async_double(x: int) -> int:
     return 2 * x
 
 
-@pytest.fixture(params=sorted(EXECUTORS))
+@pytest.fixture(params=sorted(BUILTIN_EXECUTORS))
 def kind(request: pytest.FixtureRequest) -> str:
+    """The executor under test; tests/test_plugins.py runs these tests on a custom one."""
     return str(request.param)
 
 

@@ -309,11 +309,11 @@ def test_the_token_budget_stops_new_nodes_with_a_clear_error() -> None:
 
 
 def test_bad_bounds_and_the_layers_strategy_fail_before_anything_runs() -> None:
-    with pytest.raises(ap.ConfigError, match="max_agents"):
+    with pytest.raises(ap.exceptions.ConfigError, match="max_agents"):
         ask(COMPARE, max_agents=0)
-    with pytest.raises(ap.ConfigError, match="layers"):
+    with pytest.raises(ap.exceptions.ConfigError, match="layers"):
         ask(COMPARE, strategy="layers")
-    with pytest.raises(ap.ConfigError, match="empty"):
+    with pytest.raises(ap.exceptions.ConfigError, match="empty"):
         ask("  ")
 
 
@@ -402,5 +402,5 @@ def test_a_planned_run_is_recorded_and_resume_explains_itself(tmp_path: Path) ->
         assert events.count("NodePlanned") == 6
     finally:
         store.close()
-    with pytest.raises(ap.ConfigError, match="planned run"):
+    with pytest.raises(ap.exceptions.ConfigError, match="planned run"):
         ap.resume(result.run.run_id, store=path)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from agentplex.events import Event, NodeText, RunStarted
 from agentplex.exceptions import ConfigError, InvalidWorkflowError, MissingExtraError
 from agentplex.llm.limits import _LIMITERS
 from agentplex.sim.server import SimServer
+from tests.cli import cli
 
 SECRET = "sk-live-DoNotLeakThis0123456789abcdef"
 
@@ -37,22 +36,6 @@ def tiny() -> ap.Workflow:
     wf.agent("researcher", "Research Rust", id="rust")
     wf.agent("writer", "Compare them", id="compare", depends_on=["go", "rust"])
     return wf
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-            "AGENTPLEX_SIM_SCALE": "0",
-            **(env or {}),
-        },
-    )
 
 
 BAD = [
@@ -388,7 +371,45 @@ def test_the_cli_surfaces_cost_and_tokens(examples: Path, server: SimServer) -> 
         server.url,
         "--api-key",
         "k",
-        env={"AGENTPLEX_SIM_SCALE": "0", **{k: v for k, v in os.environ.items() if k == "HOME"}},
+        env={"AGENTPLEX_SIM_SCALE": "0"},
     )
     assert text.returncode == 0, text.stderr
     assert "no price for openai:my-finetune" in text.stdout
+
+
+def test_a_local_server_still_starting_is_waited_for_before_the_run_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from agentplex.sim.server import ServerConfig, SimServer
+
+    monkeypatch.setattr("agentplex.llm.LOCAL_START_S", 10.0)
+    port = free_port()
+    late = SimServer(ServerConfig(scale=0.0), port=port)
+    starter = threading.Timer(0.5, late.start)  # as `agentplex sim-server &` then a run
+    starter.start()
+    try:
+        result = ap.run(tiny(), model="openai:sim", base_url=f"http://127.0.0.1:{port}/v1")
+        assert result.ok, {k: n.error for k, n in result.nodes.items()}
+        assert late.stats()["requests"] >= 1
+    finally:
+        starter.join()
+        late.stop()
+
+
+def test_a_remote_endpoint_that_refuses_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setattr("agentplex.llm.LOCAL_START_S", 10.0)
+    monkeypatch.setattr("agentplex.llm.is_local", lambda url: False)
+    attempts: list[tuple[str, int]] = []
+
+    async def refuse(host: str, port: int, **kwargs: object) -> None:
+        attempts.append((host, port))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(asyncio, "open_connection", refuse)
+    with pytest.raises(ap.exceptions.ConfigError, match="cannot reach"):
+        ap.run(tiny(), model="openai:sim", base_url="http://127.0.0.1:9/v1")
+    assert len(attempts) == 1  # only this machine's servers are waited for

@@ -73,7 +73,7 @@ def flaky_run(out: Path) -> ap.RunResult:
     def wobbly(research: str) -> str:
         calls["n"] += 1
         if calls["n"] < 3:
-            raise ap.RetryableError("try again")
+            raise ap.exceptions.RetryableError("try again")
         return research.upper()[:40]
 
     def broken(research: str) -> str:

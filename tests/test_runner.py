@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import agentplex as ap
 from agentplex.events import NodeRetrying, RunFinished
+from agentplex.model.workflow import FunctionNode, MapNode
 
 
 def pinned(latencies: dict[str, float], deps: dict[str, list[str]]) -> ap.Workflow:
@@ -85,7 +86,7 @@ def test_strategy_comes_from_the_environment(monkeypatch) -> None:
     result = ap.run(pinned({"a": 0, "b": 0}, {}))
     assert result.strategy == "sequential"
     monkeypatch.setenv("AGENTPLEX_STRATEGY", "warp")
-    with pytest.raises(ap.ConfigError, match="AGENTPLEX_STRATEGY"):
+    with pytest.raises(ap.exceptions.ConfigError, match="AGENTPLEX_STRATEGY"):
         ap.run(pinned({"a": 0}, {}))
 
 
@@ -138,7 +139,7 @@ def test_fail_fast_cancels_running_work_and_keeps_finished_outputs() -> None:
     }
     assert result.outputs == {"quick": "kept"}
     assert result.nodes["boom"].error == "ValueError: bad data"
-    with pytest.raises(ap.RunFailedError, match="boom"):
+    with pytest.raises(ap.exceptions.RunFailedError, match="boom"):
         result.raise_for_status()
 
 
@@ -174,7 +175,7 @@ def test_retryable_errors_are_retried_with_backoff_then_succeed() -> None:
         nonlocal calls
         calls += 1
         if calls < 3:
-            raise ap.RetryableError("try again")
+            raise ap.exceptions.RetryableError("try again")
         return "ok"
 
     delays: list[float] = []
@@ -203,7 +204,9 @@ def test_retry_after_sets_the_backoff_floor() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise ap.ProviderError("x", "slow down", retryable=True, status=429, retry_after_s=7)
+            raise ap.exceptions.ProviderError(
+                "x", "slow down", retryable=True, status=429, retry_after_s=7
+            )
         return "ok"
 
     delays: list[float] = []
@@ -449,22 +452,22 @@ def test_run_inside_an_event_loop_points_to_arun() -> None:
 
 def test_bad_options_fail_before_anything_runs() -> None:
     wf = pinned({"a": 0}, {})
-    with pytest.raises(ap.ConfigError, match="max_concurrency"):
+    with pytest.raises(ap.exceptions.ConfigError, match="max_concurrency"):
         ap.run(wf, max_concurrency=0)
-    with pytest.raises(ap.ConfigError, match="provider:model"):
+    with pytest.raises(ap.exceptions.ConfigError, match="provider:model"):
         ap.run(wf, model="gpt4")
-    with pytest.raises(ap.ConfigError, match="unknown provider"):
+    with pytest.raises(ap.exceptions.ConfigError, match="unknown provider"):
         ap.run(wf, model="nope:x")
-    with pytest.raises(ap.ConfigError, match="run options are"):
+    with pytest.raises(ap.exceptions.ConfigError, match="run options are"):
         ap.run(wf, max_concurency=3)
-    with pytest.raises(ap.ConfigError, match="error policy"):
+    with pytest.raises(ap.exceptions.ConfigError, match="error policy"):
         ap.run(wf, error_policy="ignore")
 
 
 def test_missing_input_is_reported_with_the_flag_to_pass() -> None:
     wf = ap.Workflow("needs")
     wf.agent("researcher", "Research {topic}")
-    with pytest.raises(ap.ConfigError, match=r"--input topic=\.\.\."):
+    with pytest.raises(ap.exceptions.ConfigError, match=r"--input topic=\.\.\."):
         ap.run(wf)
 
 
@@ -536,7 +539,7 @@ def limited(times: int, *, status: int = 429, retry_after_s: float | None = None
         nonlocal calls
         calls += 1
         if calls <= times:
-            raise ap.ProviderError(
+            raise ap.exceptions.ProviderError(
                 "x", "slow down", retryable=True, status=status, retry_after_s=retry_after_s
             )
         return "ok"
@@ -593,9 +596,9 @@ def test_each_budget_backs_off_from_its_own_count() -> None:
         nonlocal calls
         calls += 1
         if calls <= 3:
-            raise ap.ProviderError("x", "busy", retryable=True, status=429)
+            raise ap.exceptions.ProviderError("x", "busy", retryable=True, status=429)
         if calls == 4:
-            raise ap.RetryableError("real")
+            raise ap.exceptions.RetryableError("real")
         return "ok"
 
     delays: list[float] = []
@@ -619,7 +622,7 @@ def test_a_group_of_rate_limits_is_a_rate_limit() -> None:
         calls += 1
         if calls <= 4:
             raise ExceptionGroup(
-                "asks", [ap.ProviderError("x", "busy", retryable=True, status=429)]
+                "asks", [ap.exceptions.ProviderError("x", "busy", retryable=True, status=429)]
             )
         return "ok"
 
@@ -654,9 +657,9 @@ def test_time_limits_default_for_model_calls_only() -> None:
 def test_bad_budgets_are_config_errors() -> None:
     from agentplex.engine.options import RunOptions
 
-    with pytest.raises(ap.ConfigError, match="rate_limit_retries"):
+    with pytest.raises(ap.exceptions.ConfigError, match="rate_limit_retries"):
         RunOptions(rate_limit_retries=-1).check()
-    with pytest.raises(ap.ConfigError, match="total_timeout_s"):
+    with pytest.raises(ap.exceptions.ConfigError, match="total_timeout_s"):
         RunOptions(total_timeout_s=0).check()
 
 
@@ -667,10 +670,10 @@ def test_a_map_past_max_items_fails_with_the_count_and_the_fix() -> None:
     wf = ap.Workflow("m")
     wf.function(items)
     wf.add(
-        ap.MapNode(
+        MapNode(
             id="each",
             over="items",
-            body=ap.FunctionNode(id="body", fn=lambda item: item),
+            body=FunctionNode(id="body", fn=lambda item: item),
             depends_on=("items",),
             max_items=10,
         )
@@ -684,10 +687,10 @@ def test_a_map_past_max_items_fails_with_the_count_and_the_fix() -> None:
 
 
 def test_max_items_must_be_a_whole_number_of_at_least_one() -> None:
-    body = ap.FunctionNode(id="body", fn=lambda item: item)
+    body = FunctionNode(id="body", fn=lambda item: item)
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ap.SchemaError, match="max_items"):
-            ap.MapNode(id="each", over="items", body=body, max_items=bad)  # type: ignore[arg-type]
+        with pytest.raises(ap.exceptions.SchemaError, match="max_items"):
+            MapNode(id="each", over="items", body=body, max_items=bad)  # type: ignore[arg-type]
 
 
 def test_an_agents_default_total_limit_rides_on_its_calls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -701,3 +704,65 @@ def test_an_agents_default_total_limit_rides_on_its_calls(monkeypatch: pytest.Mo
     assert node.status == "failed"
     assert node.attempts == 1  # the total ran out: not retried
     assert "total time limit of 0.3s" in (node.error or "")
+
+
+class _Hungry:
+    def dispatch(self) -> None:
+        return None
+
+
+def test_a_freed_slot_stays_with_its_run_only_when_nothing_else_goes_first() -> None:
+    from agentplex.engine.slots import Slot, SlotPool
+
+    pool = SlotPool(2)
+    mine, other = _Hungry(), _Hungry()
+    held = Slot(True)
+    pool.busy = 2
+    assert pool.keeps(held, mine, 0.0, -5.0, 0)  # nobody else waits
+    assert not pool.keeps(Slot(False), mine, 0.0, -5.0, 0)  # no slot to hand on
+    pool.want(mine, 0.0, -9.0, 0)  # its own (stale) entry does not outrank it
+    assert pool.keeps(held, mine, 0.0, -5.0, 0)
+    pool.want(other, 0.0, -7.0, 1)  # another run's more urgent work goes first
+    assert not pool.keeps(held, mine, 0.0, -5.0, 0)
+    assert pool.keeps(held, mine, 0.0, -8.0, 0)  # unless this run's is more urgent still
+    loop = asyncio.new_event_loop()
+    try:
+        pool.waiters.append(loop.create_future())
+        assert not pool.keeps(held, mine, 0.0, -8.0, 0)  # started work waiting goes first
+    finally:
+        loop.close()
+
+
+def test_pop_ready_hands_out_what_get_ready_would() -> None:
+    from agentplex.engine.scheduler import Scheduler
+
+    deps: dict[str, list[str]] = {"a": [], "b": [], "c": ["a"], "d": ["a", "b"]}
+    estimates = {"a": 3.0, "b": 1.0, "c": 1.0, "d": 5.0}
+    one, other = (Scheduler(deps, estimates=estimates) for _ in range(2))
+    one.start(), other.start()
+    order: list[str] = []
+    while one.ready_count:
+        node = one.pop_ready()
+        assert node is not None
+        assert [node] == other.get_ready(1)
+        order.append(node)
+        one.done(node), other.done(node)
+    assert order == ["a", "b", "d", "c"]  # longest remaining path first: a (8), b (6), d, c
+    assert one.pop_ready() is None
+    sequential = Scheduler(deps, strategy="sequential")
+    sequential.start()
+    first = sequential.pop_ready()
+    assert first == "a"
+    assert sequential.pop_ready() is None
+    sequential.done(first)
+    assert sequential.pop_ready() == "b"
+
+
+def test_declaration_order_that_is_not_topological_still_schedules_by_dependencies() -> None:
+    from agentplex.engine.scheduler import Scheduler
+
+    # "late" is declared before the node it depends on: no shortcut may hand it out first.
+    s = Scheduler({"late": ["early"], "early": []}, strategy="sequential")
+    assert s.start() == ["early"]
+    assert s.pop_ready() == "early"
+    assert s.done("early") == ["late"]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -236,12 +233,10 @@ def test_config_checks() -> None:
 
 
 def test_cli_sim_server_serves_on_loopback_and_stops_on_ctrl_c() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "agentplex", "sim-server", "--port", "0", "--latency", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    from tests.cli import popen_cli
+
+    with popen_cli(
+        "sim-server", "--port", "0", "--latency", "0", env={"PYTHONUNBUFFERED": "1"}
     ) as process:
         try:
             assert process.stdout is not None
@@ -253,7 +248,7 @@ def test_cli_sim_server_serves_on_loopback_and_stops_on_ctrl_c() -> None:
             assert conn.getresponse().status == 200
             conn.close()
             process.send_signal(signal.SIGINT)
-            assert process.wait(10) == 0
+            assert process.wait(10) == 130  # interrupted, like every command
         finally:
             if process.poll() is None:
                 process.kill()

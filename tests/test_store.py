@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +28,16 @@ from agentplex.store import (
 )
 from agentplex.store.sqlite import SqliteStore
 
+STORES: dict[str, Callable[[Path], RunStore]] = {
+    "memory": lambda folder: MemoryStore(),
+    "sqlite": lambda folder: SqliteStore(folder / "r.sqlite"),
+}
+"""Every store the contract below runs on; tests/test_plugins.py runs it on a custom one."""
 
-@pytest.fixture(params=["memory", "sqlite"])
+
+@pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    made: RunStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "r.sqlite")
-    )
+    made = STORES[request.param](tmp_path)
     yield made
     made.close()
 
@@ -113,11 +117,16 @@ def test_contract_lists_newest_first_and_names_missing_runs(store: RunStore) -> 
 
 
 def set_owner(store: RunStore, run_id: str, owner: str) -> None:
-    """Make ``run_id`` look as if process ``owner`` (host:pid) were writing it."""
-    if isinstance(store, MemoryStore):
+    """Make ``run_id`` look as if process ``owner`` (host:pid) were writing it.
+
+    A store that keeps its records in a ``runs`` dict (MemoryStore, the custom
+    store of tests/test_plugins.py) is edited there; SQLite in its file.
+    """
+    runs = getattr(store, "runs", None)
+    if isinstance(runs, dict):
         import dataclasses
 
-        store.runs[run_id] = dataclasses.replace(store.runs[run_id], owner=owner)
+        runs[run_id] = dataclasses.replace(runs[run_id], owner=owner)
     else:
         connection = sqlite3.connect(store.location)  # type: ignore[attr-defined]
         connection.execute("UPDATE runs SET owner=? WHERE run_id=?", (owner, run_id))
@@ -340,7 +349,7 @@ def test_resume_needs_the_workflow_of_a_python_run_and_a_known_id(tmp_path: Path
     wf = ap.Workflow("py")
     wf.agent("researcher", "A", id="a")
     first = ap.run(wf, store=store)
-    with pytest.raises(ap.ConfigError, match=r"built in Python.*workflow="):
+    with pytest.raises(ap.exceptions.ConfigError, match=r"built in Python.*workflow="):
         ap.resume(first.run_id, store=store)
     with pytest.raises(RunNotFoundError):
         ap.resume("missing", store=store)

@@ -14,9 +14,9 @@ def test_live_view_shows_running_and_finished_nodes() -> None:
     view = LiveView(console)
     frames: list[str] = []
 
-    def snapshot(event: ap.Event) -> None:
+    def snapshot(event: ap.events.Event) -> None:
         view(event)
-        if isinstance(event, ap.NodeStarted) and event.node_id == "b":
+        if isinstance(event, ap.events.NodeStarted) and event.node_id == "b":
             capture = Console(file=io.StringIO(), width=100)
             capture.print(view.render())
             frames.append(capture.file.getvalue())  # type: ignore[attr-defined]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import agentplex as ap
+from tests.cli import cli
 
 # (file name, content, error type, node named, text in the message)
 INVALID = [
@@ -18,100 +17,100 @@ INVALID = [
         "cycle.yaml",
         "nodes:\n  a: {role: researcher, task: x, depends_on: [c]}\n"
         "  b: {role: analyzer, task: y, depends_on: [a]}\n  c: {role: writer, task: z, depends_on: [b]}\n",
-        ap.CycleError,
+        ap.exceptions.CycleError,
         "a",
         "cycle: a -> c -> b -> a",
     ),
     (
         "unknown_dep.yaml",
         "nodes:\n  a: {role: researcher, task: x}\n  b: {role: analyzer, task: y, depends_on: [aa, zzz]}\n",
-        ap.DependencyError,
+        ap.exceptions.DependencyError,
         "b",
         "'zzz', which is not a node",
     ),
     (
         "out_of_range.json",
         json.dumps({"agents": [{"role": "researcher", "task": "x", "depends_on": [5]}]}),
-        ap.DependencyError,
+        ap.exceptions.DependencyError,
         "researcher_0",
         "index 5 is out of range",
     ),
     (
         "self_dep.yaml",
         "nodes:\n  a: {role: researcher, task: x, depends_on: [a]}\n",
-        ap.DependencyError,
+        ap.exceptions.DependencyError,
         "a",
         "depends on itself",
     ),
     (
         "self_dep_plan.json",
         json.dumps({"agents": [{"role": "researcher", "task": "x", "depends_on": [0]}]}),
-        ap.DependencyError,
+        ap.exceptions.DependencyError,
         "researcher_0",
         "depends on itself",
     ),
     (
         "duplicate.yaml",
         "nodes:\n  a: {role: researcher, task: x}\n  a: {role: writer, task: y}\n",
-        ap.DuplicateNodeError,
+        ap.exceptions.DuplicateNodeError,
         "a",
         "defined twice",
     ),
     (
         "duplicate.json",
         '{"nodes": {"a": {"role": "researcher", "task": "x"}, "a": {"role": "writer", "task": "y"}}}',
-        ap.DuplicateNodeError,
+        ap.exceptions.DuplicateNodeError,
         "a",
         "defined twice",
     ),
     (
         "unknown_role.yaml",
         "nodes:\n  a: {role: reseacher, task: x}\n",
-        ap.UnknownRoleError,
+        ap.exceptions.UnknownRoleError,
         "a",
         "did you mean 'researcher'",
     ),
     (
         "missing_field.yaml",
         "nodes:\n  a: {role: researcher}\n",
-        ap.SchemaError,
+        ap.exceptions.SchemaError,
         "a",
         "needs task",
     ),
     (
         "wrong_type.yaml",
         "nodes:\n  a: {role: researcher, task: x, retries: many}\n",
-        ap.SchemaError,
+        ap.exceptions.SchemaError,
         "a",
         "must be a whole number >= 0, got 'many'",
     ),
     (
         "unknown_field.yaml",
         "nodes:\n  a: {role: researcher, task: x, depend_on: [b]}\n  b: {role: writer, task: y}\n",
-        ap.SchemaError,
+        ap.exceptions.SchemaError,
         "a",
         "did you mean 'depends_on'",
     ),
-    ("empty.yaml", "nodes: {}\n", ap.EmptyWorkflowError, None, "has no nodes"),
-    ("empty_plan.json", '{"agents": []}', ap.EmptyWorkflowError, None, "has no nodes"),
+    ("empty.yaml", "nodes: {}\n", ap.exceptions.EmptyWorkflowError, None, "has no nodes"),
+    ("empty_plan.json", '{"agents": []}', ap.exceptions.EmptyWorkflowError, None, "has no nodes"),
     (
         "placeholder.yaml",
         "inputs: {query: x}\nnodes:\n  a: {role: researcher, task: 'Research {qurey}'}\n",
-        ap.TemplateError,
+        ap.exceptions.TemplateError,
         "a",
         "{qurey} matches no input or dependency (did you mean 'query'?)",
     ),
     (
         "placeholder_not_dep.yaml",
         "nodes:\n  a: {role: researcher, task: x}\n  b: {role: writer, task: 'Use {a}'}\n",
-        ap.TemplateError,
+        ap.exceptions.TemplateError,
         "b",
         "add 'a' to depends_on",
     ),
     (
         "bad_import.yaml",
         "nodes:\n  a: {function: 'no_such_module_xyz:run'}\n",
-        ap.SchemaError,
+        ap.exceptions.SchemaError,
         "a",
         "cannot import module 'no_such_module_xyz'",
     ),
@@ -131,7 +130,7 @@ def test_invalid_workflow_raises_a_typed_located_error(
     tmp_path, name, content, error, node, text
 ) -> None:
     path = write(tmp_path, name, content)
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile()
     matching = [e for e in info.value.errors if isinstance(e, error) and text in str(e)]
     assert matching, info.value
@@ -139,21 +138,6 @@ def test_invalid_workflow_raises_a_typed_located_error(
     assert first.path == str(path)
     assert first.node_id == node
     assert "Fix:" in str(first)
-
-
-def run_cli(*args: str, sim_scale: str = "0") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
-            "AGENTPLEX_SIM_SCALE": sim_scale,
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-        },
-    )
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
@@ -165,7 +149,7 @@ def test_cli_rejects_invalid_workflow_without_traceback(
 ) -> None:
     path = write(tmp_path, name, content)
     imports = ["--import"] if command == "validate" and name == "bad_import.yaml" else []
-    proc = run_cli(command, str(path), *imports)
+    proc = cli(command, str(path), *imports)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     message = " ".join(proc.stderr.split())
@@ -181,7 +165,7 @@ def test_yaml_errors_name_the_line(tmp_path) -> None:
         "lines.yaml",
         "nodes:\n  a:\n    role: researcher\n    task: x\n  b:\n    role: nobody\n    task: y\n",
     )
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile()
     (err,) = info.value.errors
     assert err.line == 5
@@ -194,22 +178,25 @@ def test_all_problems_are_reported_at_once(tmp_path) -> None:
         "many.yaml",
         "nodes:\n  a: {role: nobody, task: x}\n  b: {role: writer, task: y, depends_on: [ghost]}\n",
     )
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile()
-    assert {type(e) for e in info.value.errors} == {ap.UnknownRoleError, ap.DependencyError}
+    assert {type(e) for e in info.value.errors} == {
+        ap.exceptions.UnknownRoleError,
+        ap.exceptions.DependencyError,
+    }
     assert "2 problems" in str(info.value)
 
 
 def test_unparsable_files_get_a_file_error(tmp_path) -> None:
     bad_yaml = write(tmp_path, "bad.yaml", "nodes:\n  a: [unclosed\n")
-    with pytest.raises(ap.WorkflowFileError, match="invalid YAML"):
+    with pytest.raises(ap.exceptions.WorkflowFileError, match="invalid YAML"):
         ap.load_workflow(bad_yaml)
     bad_json = write(tmp_path, "bad.json", '{"agents": [}')
-    with pytest.raises(ap.WorkflowFileError, match=r"bad.json:1: invalid JSON"):
+    with pytest.raises(ap.exceptions.WorkflowFileError, match=r"bad.json:1: invalid JSON"):
         ap.load_workflow(bad_json)
-    with pytest.raises(ap.WorkflowFileError, match="no such file"):
+    with pytest.raises(ap.exceptions.WorkflowFileError, match="no such file"):
         ap.load_workflow(tmp_path / "missing.yaml")
-    proc = run_cli("run", str(bad_yaml))
+    proc = cli("run", str(bad_yaml))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
 
@@ -239,12 +226,12 @@ def test_cycle_is_an_error_even_in_lenient_mode_unless_declared_order(tmp_path) 
         ]
     }
     path = write(tmp_path, "cyc.json", json.dumps(plan))
-    with pytest.raises(ap.InvalidWorkflowError, match="cycle"):
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match="cycle"):
         ap.load_workflow(path, lenient=True).compile(lenient=True)
     compiled = ap.load_workflow(path).compile(on_cycle="declared_order")
     assert compiled.deps == {"researcher_0": (), "analyzer_1": ("researcher_0",)}
     assert "to break the cycle" in compiled.warnings[0]
-    proc = run_cli("validate", str(path), "--on-cycle", "declared-order")
+    proc = cli("validate", str(path), "--on-cycle", "declared-order")
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr
 
@@ -252,14 +239,14 @@ def test_cycle_is_an_error_even_in_lenient_mode_unless_declared_order(tmp_path) 
 def test_untrusted_plans_may_not_run_python(tmp_path) -> None:
     plan = {"agents": [{"role": "researcher", "task": "x", "function": "os:system"}]}
     path = write(tmp_path, "evil.json", json.dumps(plan))
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         ap.load_workflow(path, trusted=False).compile()
-    assert isinstance(info.value.errors[0], ap.UntrustedCodeError)
+    assert isinstance(info.value.errors[0], ap.exceptions.UntrustedCodeError)
     named = write(tmp_path, "evil.yaml", "nodes:\n  a: {function: 'os:getcwd'}\n")
-    with pytest.raises(ap.InvalidWorkflowError, match="untrusted"):
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match="untrusted"):
         ap.load_workflow(named, trusted=False).compile()
     assert ap.load_workflow(named).compile().nodes["a"].fn is not None  # trusted: allowed
-    proc = run_cli("validate", "--untrusted", str(named))
+    proc = cli("validate", "--untrusted", str(named))
     assert proc.returncode == 2
     assert "not allowed in an untrusted plan" in proc.stderr
 
@@ -267,18 +254,20 @@ def test_untrusted_plans_may_not_run_python(tmp_path) -> None:
 def test_builder_rejects_duplicates_and_bad_ids_at_once() -> None:
     wf = ap.Workflow("b")
     wf.agent("researcher", "x", id="a")
-    with pytest.raises(ap.DuplicateNodeError):
+    with pytest.raises(ap.exceptions.DuplicateNodeError):
         wf.agent("writer", "y", id="a")
-    with pytest.raises(ap.SchemaError, match="not a valid node id"):
+    with pytest.raises(ap.exceptions.SchemaError, match="not a valid node id"):
         wf.agent("writer", "y", id="has space")
-    with pytest.raises(ap.SchemaError, match="either role and task"):
+    with pytest.raises(ap.exceptions.SchemaError, match="either role and task"):
         wf.map("a", role="writer")
 
 
 def test_process_nodes_must_be_importable() -> None:
     wf = ap.Workflow("p")
     wf.function(lambda: 1, id="l", cpu_bound=True)
-    with pytest.raises(ap.InvalidWorkflowError, match="define the function at module level"):
+    with pytest.raises(
+        ap.exceptions.InvalidWorkflowError, match="define the function at module level"
+    ):
         wf.compile()
 
 
@@ -289,7 +278,7 @@ def test_function_parameters_must_bind(tmp_path) -> None:
         return None
 
     wf.function(step)
-    with pytest.raises(ap.InvalidWorkflowError, match="parameter 'unknown'"):
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match="parameter 'unknown'"):
         wf.compile()
 
 
@@ -297,7 +286,7 @@ def test_declared_inputs_get_defaults_and_unknown_inputs_are_refused(examples) -
     compiled = ap.load_workflow(examples / "compare_languages.yaml").compile()
     result = ap.run(compiled, model="sim:instant")
     assert result.inputs == {"query": "web development"}
-    with pytest.raises(ap.ConfigError, match="did you mean 'query'"):
+    with pytest.raises(ap.exceptions.ConfigError, match="did you mean 'query'"):
         ap.run(compiled, inputs={"qurey": "x"})
 
 
@@ -308,7 +297,9 @@ def uses_ctx(ctx: ap.NodeContext) -> str:
 def test_process_nodes_cannot_take_ctx() -> None:
     wf = ap.Workflow("ctx")
     wf.function(uses_ctx, cpu_bound=True)
-    with pytest.raises(ap.InvalidWorkflowError, match="cannot be sent to a process pool"):
+    with pytest.raises(
+        ap.exceptions.InvalidWorkflowError, match="cannot be sent to a process pool"
+    ):
         wf.compile()
 
 
@@ -352,10 +343,12 @@ def test_yaml_anchors_and_merge_keys_still_work(tmp_path) -> None:
 def test_untrusted_workflows_never_extend_sys_path(tmp_path) -> None:
     folder = str(tmp_path.resolve())
     path = write(tmp_path, "steps.yaml", "nodes:\n  a: {function: 'local_steps:run'}\n")
-    with pytest.raises(ap.InvalidWorkflowError, match="untrusted"):
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match="untrusted"):
         ap.load_workflow(path, trusted=False).compile()
     assert folder not in sys.path
-    with pytest.raises(ap.InvalidWorkflowError, match="cannot import module 'local_steps'"):
+    with pytest.raises(
+        ap.exceptions.InvalidWorkflowError, match="cannot import module 'local_steps'"
+    ):
         ap.load_workflow(path).compile()  # trusted: the user's own folder is searched
     assert folder in sys.path
     sys.path.remove(folder)
@@ -375,7 +368,7 @@ def test_a_module_that_fails_on_import_is_one_clear_error(tmp_path) -> None:
     (tmp_path / "broken_steps_mod.py").write_text("raise RuntimeError('boom at import')\n")
     path = write(tmp_path, "b.yaml", "nodes:\n  a: {function: 'broken_steps_mod:run'}\n")
     try:
-        with pytest.raises(ap.InvalidWorkflowError) as info:
+        with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
             ap.load_workflow(path).compile()
     finally:
         sys.modules.pop("broken_steps_mod", None)
@@ -405,10 +398,10 @@ def test_format_specs_within_the_cap_validate_and_others_are_template_errors(
     if ok:
         assert wf.compile().nodes["a"].task == task  # type: ignore[attr-defined]
         return
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         wf.compile()
     (error,) = info.value.errors
-    assert isinstance(error, ap.TemplateError)
+    assert isinstance(error, ap.exceptions.TemplateError)
     assert (error.node_id, error.field) == ("a", "task")
     assert "Fix:" in str(error)
 
@@ -416,7 +409,7 @@ def test_format_specs_within_the_cap_validate_and_others_are_template_errors(
 def test_few_problems_are_all_listed_and_many_are_counted() -> None:
     wf = ap.Workflow("m")
     wf.agent("researcher", "x", id="a", depends_on=[f"ghost_{i}" for i in range(60)])
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         wf.compile()
     assert len(info.value.errors) == 51
     assert str(info.value).startswith("invalid workflow (60 problems, the first 50 listed):")
@@ -427,7 +420,7 @@ def test_few_problems_are_all_listed_and_many_are_counted() -> None:
     wf = ap.Workflow("few")
     wf.agent("researcher", "x", id="a", depends_on=["b_node"])
     wf.agent("writer", "y", id="b_nod")
-    with pytest.raises(ap.InvalidWorkflowError, match=r"did you mean 'b_nod'") as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match=r"did you mean 'b_nod'") as info:
         wf.compile()
     assert "1 problem" in str(info.value)
 
@@ -453,5 +446,5 @@ def test_a_workflow_compiled_without_imports_refuses_to_run(tmp_path) -> None:
     path = tmp_path / "flow.yaml"
     path.write_text("nodes:\n  a: {function: 'never_run_steps:step'}\n")
     compiled = ap.load_workflow(path).compile(imports=False)
-    with pytest.raises(ap.ConfigError, match="compiled with imports=False"):
+    with pytest.raises(ap.exceptions.ConfigError, match="compiled with imports=False"):
         ap.run(compiled)

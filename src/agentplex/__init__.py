@@ -11,163 +11,94 @@ Build a workflow in Python (:class:`Workflow`) or load one from a file
     wf.agent("analyzer", "Compare the findings", depends_on=[py, rs])
     result = ap.run(wf, inputs={"query": "web backends"})
     print(result.speedup)
+
+The top level holds what a workflow author writes every day, and the three
+registration points with their base classes: :func:`register_provider`
+(:class:`Provider`, :class:`Request`, :class:`Completion`),
+:func:`register_executor` (:class:`Executor`) and :func:`register_store`
+(:class:`RunStore`, :func:`open_store`; :func:`load_result` reads a stored run
+or batch back as a :class:`RunResult` or :class:`BatchResult`). Everything
+else has a namespace:
+``ap.events`` (``ap.events.NodeFailed``, ``ap.events.Observer``) and
+``ap.exceptions`` (``ap.exceptions.CycleError``); the node specs, the
+scheduler and the benchmark harness live in their subpackages
+(``agentplex.model``, ``agentplex.engine``, ``agentplex.batch.benchmark``).
 """
 
-from agentplex.batch.benchmark import BenchmarkResult, DesignResult, benchmark
+from agentplex import events, exceptions
 from agentplex.batch.driver import arun_batch, run_batch
-from agentplex.batch.inputs import BatchItem
-from agentplex.batch.result import BatchResult, ItemResult
+from agentplex.batch.result import BatchResult, ItemResult, load_result
 from agentplex.batch.resume import aresume, resume
 from agentplex.engine.context import NodeContext
 from agentplex.engine.fanout import fan_out
 from agentplex.engine.options import RunOptions
 from agentplex.engine.runner import arun, run
-from agentplex.engine.scheduler import Scheduler
-from agentplex.events import (
-    BatchFinished,
-    BatchStarted,
-    Event,
-    ItemFinished,
-    ItemStarted,
-    NodeCancelled,
-    NodeFailed,
-    NodeFinished,
-    NodePlanned,
-    NodeProgress,
-    NodeReady,
-    NodeRetrying,
-    NodeSkipped,
-    NodeStarted,
-    NodeText,
-    Observer,
-    RunFinished,
-    RunStarted,
-)
-from agentplex.exceptions import (
-    AgentplexError,
-    BudgetExceededError,
-    ConfigError,
-    CycleError,
-    DependencyError,
-    DuplicateNodeError,
-    EmptyWorkflowError,
-    InvalidWorkflowError,
-    MissingExtraError,
-    NodeError,
-    NodeTimeoutError,
-    PlanningError,
-    ProviderError,
-    RetryableError,
-    RunFailedError,
-    RunNotFoundError,
-    SchemaError,
-    StoreError,
-    TemplateError,
-    UnknownRoleError,
-    UntrustedCodeError,
-    WorkflowError,
-    WorkflowFileError,
-)
+from agentplex.exceptions import AgentplexError
+from agentplex.executors import register_executor
+from agentplex.executors.base import Executor
 from agentplex.files.loader import load_workflow, workflow_from_data
-from agentplex.llm import Limits, ProviderConfig, Secret
+from agentplex.llm import Limits, ProviderConfig, Secret, register_provider
+from agentplex.llm.base import Completion, Message, Provider, Request
 from agentplex.llm.pricing import Price
-from agentplex.model.roles import BUILTIN_ROLES, Role
-from agentplex.model.workflow import (
-    AgentNode,
-    CompiledWorkflow,
-    FunctionNode,
-    InputSpec,
-    MapNode,
-    Node,
-    Workflow,
-)
+from agentplex.model.roles import Role
+from agentplex.model.workflow import CompiledWorkflow, InputSpec, Step, Workflow
 from agentplex.planning.ask import AskResult, aask, aplan, ask, plan
-from agentplex.report.exports import export_batch, export_run
-from agentplex.result import NodeResult, RunResult
-from agentplex.store import MemoryStore, RunStore
+from agentplex.result import NodeResult, RunResult, Usage
+from agentplex.store import (
+    MemoryStore,
+    RunRecord,
+    RunStore,
+    StoredNode,
+    open_store,
+    register_store,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUILTIN_ROLES",
-    "AgentNode",
     "AgentplexError",
     "AskResult",
-    "BatchFinished",
-    "BatchItem",
     "BatchResult",
-    "BatchStarted",
-    "BenchmarkResult",
-    "BudgetExceededError",
     "CompiledWorkflow",
-    "ConfigError",
-    "CycleError",
-    "DependencyError",
-    "DesignResult",
-    "DuplicateNodeError",
-    "EmptyWorkflowError",
-    "Event",
-    "FunctionNode",
+    "Completion",
+    "Executor",
     "InputSpec",
-    "InvalidWorkflowError",
-    "ItemFinished",
     "ItemResult",
-    "ItemStarted",
     "Limits",
-    "MapNode",
     "MemoryStore",
-    "MissingExtraError",
-    "Node",
-    "NodeCancelled",
+    "Message",
     "NodeContext",
-    "NodeError",
-    "NodeFailed",
-    "NodeFinished",
-    "NodePlanned",
-    "NodeProgress",
-    "NodeReady",
     "NodeResult",
-    "NodeRetrying",
-    "NodeSkipped",
-    "NodeStarted",
-    "NodeText",
-    "NodeTimeoutError",
-    "Observer",
-    "PlanningError",
     "Price",
+    "Provider",
     "ProviderConfig",
-    "ProviderError",
-    "RetryableError",
+    "Request",
     "Role",
-    "RunFailedError",
-    "RunFinished",
-    "RunNotFoundError",
     "RunOptions",
+    "RunRecord",
     "RunResult",
-    "RunStarted",
     "RunStore",
-    "Scheduler",
-    "SchemaError",
     "Secret",
-    "StoreError",
-    "TemplateError",
-    "UnknownRoleError",
-    "UntrustedCodeError",
+    "Step",
+    "StoredNode",
+    "Usage",
     "Workflow",
-    "WorkflowError",
-    "WorkflowFileError",
     "aask",
     "aplan",
     "aresume",
     "arun",
     "arun_batch",
     "ask",
-    "benchmark",
-    "export_batch",
-    "export_run",
+    "events",
+    "exceptions",
     "fan_out",
+    "load_result",
     "load_workflow",
+    "open_store",
     "plan",
+    "register_executor",
+    "register_provider",
+    "register_store",
     "resume",
     "run",
     "run_batch",

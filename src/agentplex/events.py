@@ -15,6 +15,10 @@ A plan that grows while it runs (``agentplex ask``: a streamed plan, an
 agent's sub-plan) announces each node it adds with ``NodePlanned`` before the
 node's own lifecycle starts.
 
+With ``RunOptions.record_requests`` on, each LLM call of a node (an agent's,
+an agent map item's, a step's ``ctx.ask``) is announced with ``NodeRequest``
+just before it goes to the provider (not for an answer taken from the cache).
+
 A batch wraps its items' runs::
 
     BatchStarted -> (ItemStarted -> RunStarted ... RunFinished -> ItemFinished)* -> BatchFinished
@@ -75,6 +79,21 @@ class NodeStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NodeRequest(Event):
+    """A node is about to call a model (only with ``RunOptions.record_requests``).
+
+    ``messages`` are the request's ``(role, content)`` pairs, with every
+    configured key masked as in any output.
+    """
+
+    node_id: str
+    attempt: int
+    model: str
+    """``provider:model`` the call goes to."""
+    messages: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRetrying(Event):
     """An attempt failed with a retryable error; the next starts after ``delay_s``."""
 
@@ -116,6 +135,9 @@ class NodeFailed(Event):
     error: str
     error_type: str
     attempts: int
+    traceback: str = ""
+    """The formatted traceback of the exception that failed a Python step, with keys
+    masked and at most ``result.MAX_TRACEBACK`` characters (its end); "" for other failures."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +244,28 @@ def from_wire(row: list[Any], run_id: str) -> Event:
 
         values[4] = Usage(*values[4])
     return _WIRE[name](run_id, t, *values)
+
+
+__all__ = [
+    "BatchFinished",
+    "BatchStarted",
+    "Event",
+    "ItemFinished",
+    "ItemStarted",
+    "NodeCancelled",
+    "NodeFailed",
+    "NodeFinished",
+    "NodePlanned",
+    "NodeProgress",
+    "NodeReady",
+    "NodeRequest",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeText",
+    "Observer",
+    "RunFinished",
+    "RunStarted",
+    "from_wire",
+    "to_wire",
+]

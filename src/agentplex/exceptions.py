@@ -368,3 +368,38 @@ class BudgetExceededError(AgentplexError):
 
 class PlanParseError(AgentplexError, ValueError):
     """No usable JSON plan in the text; the message says what was found instead."""
+
+
+__all__ = [
+    "PICKLE_ENV",
+    "RETURN_INSTEAD",
+    "AgentplexError",
+    "BudgetExceededError",
+    "ConfigError",
+    "CycleError",
+    "DecodeError",
+    "DependencyError",
+    "DuplicateNodeError",
+    "EmptyWorkflowError",
+    "EncodeError",
+    "InvalidWorkflowError",
+    "MissingExtraError",
+    "NodeError",
+    "NodeTimeoutError",
+    "OutputError",
+    "PlanParseError",
+    "PlanningError",
+    "ProviderError",
+    "RetryableError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "SchemaError",
+    "StoreError",
+    "TemplateError",
+    "UnknownRoleError",
+    "UnstorableOutputError",
+    "UntrustedCodeError",
+    "UntrustedInputError",
+    "WorkflowError",
+    "WorkflowFileError",
+]

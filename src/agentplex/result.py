@@ -12,6 +12,15 @@ become file and folder names only through :func:`safe_name` and
 ``..`` or empty, at most :data:`MAX_NAME` characters plus a short hash of the
 original when anything had to change, and unique ignoring case. The
 original names are recorded beside the files (``run.json``).
+
+Statuses are one typed set, :class:`Status` (a ``StrEnum``: every member
+equals its string, so ``result.status == "failed"`` keeps working).
+:meth:`NodeResult.to_dict`/:meth:`NodeResult.from_dict` and
+:meth:`RunResult.to_dict`/:meth:`RunResult.from_dict` are the one result
+schema: plain JSON-able dicts, the shape of ``agentplex run --json``, read
+back with every field's type checked (a bad field is a
+:class:`~agentplex.exceptions.DecodeError` naming the field). An output JSON
+cannot hold is written as its ``repr`` and comes back as that text.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from agentplex.exceptions import OutputError, RunFailedError
+from agentplex.exceptions import DecodeError, OutputError, RunFailedError
 
 MAX_NAME = 100
 """Characters of a safe name before its hash suffix (a name stays far below 255 bytes)."""
@@ -141,8 +151,40 @@ def write_error(exc: OSError, path: Path, what: str) -> OutputError:
     )
 
 
-NodeStatus = Literal["succeeded", "failed", "skipped", "cancelled", "pending"]
-RunStatus = Literal["succeeded", "failed", "cancelled"]
+class Status(StrEnum):
+    """Every status a node, a run or a batch item can show; members equal their strings."""
+
+    PENDING = "pending"
+    """Not started (yet): waiting for dependencies or a slot, or never reached."""
+    RUNNING = "running"
+    """A stored run (or batch) still being written, or whose writer died before the end."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """A node not run because a dependency failed."""
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """A stored run whose writer is gone while it was ``running`` (shown, never stored)."""
+    INVALID = "invalid"
+    """A batch item whose input row was refused before it ran."""
+    NOT_STARTED = "not started"
+    """A batch item of an interrupted batch that never started (shown, never stored)."""
+
+
+NODE_STATUSES = frozenset(
+    {Status.PENDING, Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED}
+)
+"""The statuses a :class:`NodeResult` can have."""
+RUN_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+"""The statuses a finished :class:`RunResult` can have."""
+
+NodeStatus = Status
+"""A node's status (one of :data:`NODE_STATUSES`); kept for annotations written before :class:`Status`."""
+RunStatus = Status
+"""A run's status (one of :data:`RUN_STATUSES`)."""
+
+MAX_TRACEBACK = 20_000
+"""Characters of a failed step's traceback kept (its end, where the error is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +214,7 @@ class NodeResult:
 
     node_id: str
     kind: str
-    status: NodeStatus
+    status: Status
     output: Any = None
     started_s: float | None = None
     """First attempt's start, seconds since the run started."""
@@ -186,11 +228,20 @@ class NodeResult:
     cost_usd: float | None = None
     """What the node's model calls cost in US dollars; None if there were none or no price."""
     deps: tuple[str, ...] = ()
-    """The nodes this one depended on (for the report's graph)."""
-    attempt_starts: tuple[float, ...] = ()
-    """When each attempt started (seconds since the run started); retries are the later ones."""
+    """The nodes this one depended on (for the report's graph; the compiled workflow's tuple)."""
+    retry_starts: tuple[float, ...] = ()
+    """When each attempt after the first started (seconds since the run started)."""
     reused: bool = False
     """Taken from the stored run being resumed, not run again (no timings in this run)."""
+    traceback: str | None = None
+    """The formatted, redacted traceback of the exception that failed a Python step."""
+
+    @property
+    def attempt_starts(self) -> tuple[float, ...]:
+        """When each attempt started; the first is the node's start (retries are the later ones)."""
+        if self.started_s is None or not self.attempts:
+            return self.retry_starts
+        return (self.started_s, *self.retry_starts)
 
     @property
     def duration_s(self) -> float:
@@ -199,33 +250,92 @@ class NodeResult:
             return 0.0
         return self.finished_s - self.started_s
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
+    def to_dict(self, *, output: bool = True) -> dict[str, Any]:
+        """Return a JSON-ready dict (``traceback`` only when there is one).
+
+        ``output=False`` leaves the output out (the store keeps it in a column of its
+        own, through its codec): no JSON check of a value that is not written here.
+        """
+        started, finished, usage = self.started_s, self.finished_s, self.usage
+        record: dict[str, Any] = {
             "node_id": self.node_id,
             "kind": self.kind,
             "role": self.role,
             "model": self.model,
-            "status": self.status,
-            "output": _jsonable(self.output),
-            "started_s": _round(self.started_s),
-            "finished_s": _round(self.finished_s),
-            "duration_s": _round(self.duration_s),
-            "attempts": self.attempts,
-            "error": self.error,
-            "error_type": self.error_type,
-            "usage": None
-            if self.usage is None
-            else {
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
-                "cached_calls": self.usage.cached_calls,
-            },
-            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
-            "deps": list(self.deps),
-            "attempt_starts": [round(t, 6) for t in self.attempt_starts],
-            "reused": self.reused,
+            "status": str(self.status),
         }
+        if output:
+            record["output"] = _jsonable(self.output)
+        if started is None or finished is None:
+            duration = 0.0
+        else:
+            duration = round(finished - started, 6)
+        if started is not None and self.attempts:
+            starts = [round(started, 6), *[round(t, 6) for t in self.retry_starts]]
+        else:
+            starts = [round(t, 6) for t in self.retry_starts]
+        record["started_s"] = None if started is None else round(started, 6)
+        record["finished_s"] = None if finished is None else round(finished, 6)
+        record["duration_s"] = duration
+        record["attempts"] = self.attempts
+        record["error"] = self.error
+        record["error_type"] = self.error_type
+        record["usage"] = (
+            None
+            if usage is None
+            else {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_calls": usage.cached_calls,
+            }
+        )
+        record["cost_usd"] = None if self.cost_usd is None else round(self.cost_usd, 8)
+        record["deps"] = list(self.deps)
+        record["attempt_starts"] = starts
+        record["reused"] = self.reused
+        if self.traceback:
+            record["traceback"] = self.traceback
+        return record
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeResult:
+        """Read a :meth:`to_dict` record back; derived fields (``duration_s``) are ignored.
+
+        Raises:
+            DecodeError: naming the field, if a field has the wrong type or value.
+        """
+        f = _Fields(data, f"node record {data.get('node_id')!r}" if _is_map(data) else "a node")
+        started = f.get("started_s", _NUMBER_OR_NONE, None)
+        starts = f.get("attempt_starts", _NUMBERS, [])
+        attempts = f.get("attempts", _COUNT, 0)
+        usage = f.get("usage", _USAGE_OR_NONE, None)
+        # The first attempt's start is the node's own (to_dict writes it from started_s).
+        retries = starts[1:] if started is not None and attempts else starts
+        return cls(
+            node_id=f.get("node_id", _STR),
+            kind=f.get("kind", _STR_OR_NONE, None) or "",
+            status=f.status("status", NODE_STATUSES),
+            output=data.get("output"),
+            started_s=started,
+            finished_s=f.get("finished_s", _NUMBER_OR_NONE, None),
+            attempts=attempts,
+            error=f.get("error", _STR_OR_NONE, None),
+            error_type=f.get("error_type", _STR_OR_NONE, None),
+            role=f.get("role", _STR_OR_NONE, None),
+            model=f.get("model", _STR_OR_NONE, None),
+            usage=None
+            if usage is None
+            else Usage(
+                usage.get("input_tokens", 0),
+                usage.get("output_tokens", 0),
+                usage.get("cached_calls", 0),
+            ),
+            cost_usd=f.get("cost_usd", _NUMBER_OR_NONE, None),
+            deps=tuple(f.get("deps", _STRS, [])),
+            retry_starts=tuple(float(t) for t in retries),
+            reused=f.get("reused", _BOOL, False),
+            traceback=f.get("traceback", _STR_OR_NONE, None),
+        )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -234,7 +344,7 @@ class RunResult:
 
     run_id: str
     workflow: str
-    status: RunStatus
+    status: Status
     strategy: str
     max_concurrency: int
     wall_s: float
@@ -246,7 +356,8 @@ class RunResult:
 
     def __repr__(self) -> str:  # compact: a result may hold 100,000 nodes
         return (
-            f"RunResult(run_id={self.run_id!r}, workflow={self.workflow!r}, status={self.status!r}, "
+            f"RunResult(run_id={self.run_id!r}, workflow={self.workflow!r}, "
+            f"status={str(self.status)!r}, "
             f"nodes={len(self.nodes)}, wall_s={self.wall_s:.3f}, speedup={self.speedup:.2f})"
         )
 
@@ -312,7 +423,8 @@ class RunResult:
         """Return how many nodes ended in each status."""
         counts: dict[str, int] = {}
         for node in self.nodes.values():
-            counts[node.status] = counts.get(node.status, 0) + 1
+            status = str(node.status)
+            counts[status] = counts.get(status, 0) + 1
         return counts
 
     def raise_for_status(self) -> RunResult:
@@ -331,17 +443,19 @@ class RunResult:
         ``nodes=False`` leaves out the per-node records (the run's summary alone).
         """
         usage = self.usage
+        # Each derived figure walks every node: each is computed once here.
+        sequential, cost = self.sequential_s, self.cost_usd
         record = {
             "run_id": self.run_id,
             "workflow": self.workflow,
-            "status": self.status,
+            "status": str(self.status),
             "strategy": self.strategy,
             "max_concurrency": self.max_concurrency,
             "wall_s": _round(self.wall_s),
-            "sequential_s": _round(self.sequential_s),
+            "sequential_s": _round(sequential),
             "critical_path_s": _round(self.critical_path_s),
             "critical_path": list(self.critical_path),
-            "speedup": _round(self.speedup),
+            "speedup": _round(sequential / self.wall_s if self.wall_s > 0 else 1.0),
             "efficiency": _round(self.efficiency),
             "counts": self.counts(),
             "usage": {
@@ -353,7 +467,7 @@ class RunResult:
                 model: {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
                 for model, u in self.usage_by_model().items()
             },
-            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
+            "cost_usd": None if cost is None else round(cost, 8),
             "unpriced_models": self.unpriced_models,
             "inputs": {k: _jsonable(v) for k, v in self.inputs.items()},
             "warnings": list(self.warnings),
@@ -362,7 +476,42 @@ class RunResult:
             record["nodes"] = {nid: node.to_dict() for nid, node in self.nodes.items()}
         return record
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        """Read a :meth:`to_dict` record back (with or without ``nodes``).
+
+        Derived figures (``sequential_s``, ``speedup``, ``counts``, ``usage``,
+        ``cost_usd``...) are ignored: the result computes them from its nodes.
+
+        Raises:
+            DecodeError: naming the field, if a field has the wrong type or value.
+        """
+        f = _Fields(data, f"run record {data.get('run_id')!r}" if _is_map(data) else "a run")
+        raw_nodes = f.get("nodes", _OBJECT, {})
+        nodes: dict[str, NodeResult] = {}
+        for node_id, record in raw_nodes.items():
+            if not _is_map(record):
+                raise DecodeError(f.what, f"has node {node_id!r} that is not an object")
+            node = NodeResult.from_dict({"node_id": node_id, **record})
+            if node.node_id != node_id:
+                raise DecodeError(f.what, f"files node {node.node_id!r} under {node_id!r}")
+            nodes[node_id] = node
+        return cls(
+            run_id=f.get("run_id", _STR),
+            workflow=f.get("workflow", _STR),
+            status=f.status("status", RUN_STATUSES),
+            strategy=f.get("strategy", _STR),
+            max_concurrency=f.get("max_concurrency", _COUNT),
+            wall_s=float(f.get("wall_s", _NUMBER)),
+            nodes=nodes,
+            critical_path=tuple(f.get("critical_path", _STRS, [])),
+            critical_path_s=float(f.get("critical_path_s", _NUMBER_OR_NONE, None) or 0.0),
+            inputs=dict(f.get("inputs", _OBJECT, {})),
+            warnings=tuple(f.get("warnings", _STRS, [])),
+        )
+
     def to_json(self, *, indent: int | None = 2) -> str:
+        """Return :meth:`to_dict` as JSON text (``agentplex run --json``)."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def write(
@@ -412,6 +561,89 @@ class RunResult:
         text = json.dumps(record, indent=2, ensure_ascii=False)
         write_text(path, text + "\n", what="the run record", root=top)
         return path
+
+
+def _is_map(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
+
+
+class _Check:
+    """A field's expected type: a test and how to name it in a message."""
+
+    __slots__ = ("name", "test")
+
+    def __init__(self, name: str, test: Callable[[Any], bool]) -> None:
+        self.name = name
+        self.test = test
+
+
+_STR = _Check("a string", lambda v: type(v) is str)
+_STR_OR_NONE = _Check("a string or null", lambda v: v is None or type(v) is str)
+_COUNT = _Check("a whole number >= 0", lambda v: type(v) is int and v >= 0)
+_NUMBER = _Check("a number", _is_number)
+_NUMBER_OR_NONE = _Check("a number or null", lambda v: v is None or _is_number(v))
+_BOOL = _Check("true or false", lambda v: type(v) is bool)
+_OBJECT = _Check("an object", _is_map)
+_STRS = _Check(
+    "a list of strings", lambda v: isinstance(v, list | tuple) and all(type(s) is str for s in v)
+)
+_NUMBERS = _Check(
+    "a list of numbers", lambda v: isinstance(v, list | tuple) and all(_is_number(n) for n in v)
+)
+_USAGE_OR_NONE = _Check(
+    "null or an object of whole numbers >= 0 (input_tokens, output_tokens, cached_calls)",
+    lambda v: (
+        v is None
+        or (
+            _is_map(v)
+            and all(
+                type(v.get(k, 0)) is int and v.get(k, 0) >= 0
+                for k in ("input_tokens", "output_tokens", "cached_calls")
+            )
+        )
+    ),
+)
+_MISSING = object()
+
+
+class _Fields:
+    """Typed reads of one record's fields; a bad one is a :class:`DecodeError`."""
+
+    __slots__ = ("data", "what")
+
+    def __init__(self, data: Any, what: str) -> None:
+        if not _is_map(data):
+            raise DecodeError(what, f"is {type(data).__name__}, not an object")
+        self.data: Mapping[str, Any] = data
+        self.what = what
+
+    def get(self, name: str, check: _Check, default: Any = _MISSING) -> Any:
+        value = self.data.get(name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise DecodeError(self.what, f"has no field {name!r}; every record has one")
+            return default
+        if not check.test(value):
+            raise DecodeError(self.what, f"has field {name!r} = {_shown(value)}, not {check.name}")
+        return value
+
+    def status(self, name: str, allowed: frozenset[Status]) -> Status:
+        value = self.get(name, _STR)
+        if value not in allowed:
+            names = ", ".join(sorted(str(s) for s in allowed))
+            raise DecodeError(
+                self.what, f"has field {name!r} = {_shown(value)}, not one of {names}"
+            )
+        return Status(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _round(value: float | None) -> float | None:

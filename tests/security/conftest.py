@@ -6,20 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+
+from tests.cli import Done
+from tests.cli import cli as run_cli
 
 
 @pytest.fixture
-def cli() -> Callable[..., Result]:
-    """Run ``agentplex ARGS...`` in this process; the result has exit_code, stdout, stderr."""
-    from agentplex.cli.main import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
+def cli() -> Callable[..., Done]:
+    """Run ``agentplex ARGS...`` in this process (:func:`tests.cli.cli`)."""
+    return run_cli
 
 
 @pytest.fixture

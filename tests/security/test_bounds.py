@@ -46,7 +46,7 @@ def test_a_format_spec_that_could_allocate_without_limit_is_refused_at_validate(
 ) -> None:
     wf = ap.Workflow("spec", inputs=["x", "y"])
     wf.agent("researcher", task, id="a")
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         wf.compile()
     (error,) = info.value.errors
     assert isinstance(error, TemplateError)
@@ -308,10 +308,10 @@ def test_a_function_target_that_is_not_a_module_name_is_one_clear_error(
     )
     path = tmp_path / "wf.yaml"
     path.write_text(f"nodes:\n  a: {{function: {json.dumps(target)}}}\n")
-    with pytest.raises(ap.InvalidWorkflowError) as info:
+    with pytest.raises(ap.exceptions.InvalidWorkflowError) as info:
         ap.load_workflow(path).compile(imports=imports)
     (error,) = info.value.errors
-    assert isinstance(error, ap.SchemaError)
+    assert isinstance(error, ap.exceptions.SchemaError)
     assert (error.node_id, error.field) == ("a", "function")
     assert "dotted Python identifiers" in str(error)
     assert "beside the workflow file" in str(error)

@@ -19,6 +19,7 @@ import agentplex as ap
 from agentplex.engine.bodies import NodeBodies
 from agentplex.engine.options import RunOptions
 from agentplex.events import Event, NodeRetrying
+from agentplex.model.workflow import FunctionNode, MapNode
 from agentplex.sim.server import SimServer
 from tests.test_providers_http import wait_closed
 
@@ -210,10 +211,10 @@ def test_max_items_raises_the_limit_in_python_and_in_files(tmp_path: Any) -> Non
     wf = ap.Workflow("fanout")
     wf.function(items)
     wf.add(
-        ap.MapNode(
+        MapNode(
             id="each",
             over="items",
-            body=ap.FunctionNode(id="b", fn=each),
+            body=FunctionNode(id="b", fn=each),
             depends_on=("items",),
             max_items=2_000,
         )
@@ -227,7 +228,7 @@ def test_max_items_raises_the_limit_in_python_and_in_files(tmp_path: Any) -> Non
         "  checks: {role: fact_checker, task: 'Check {item}', map: src, max_items: 2}\n"
     )
     checks = ap.load_workflow(path).compile().nodes["checks"]
-    assert isinstance(checks, ap.MapNode)
+    assert isinstance(checks, MapNode)
     assert checks.max_items == 2
     result = ap.run(ap.load_workflow(path))
     error = result.nodes["checks"].error or ""
@@ -240,5 +241,5 @@ def test_max_items_raises_the_limit_in_python_and_in_files(tmp_path: Any) -> Non
         "  src: {role: researcher, task: List claims}\n"
         "  checks: {role: fact_checker, task: 'Check {item}', map: src, max_items: 0}\n"
     )
-    with pytest.raises(ap.InvalidWorkflowError, match="max_items"):
+    with pytest.raises(ap.exceptions.InvalidWorkflowError, match="max_items"):
         ap.load_workflow(bad).compile()

@@ -8,14 +8,12 @@ nothing landed outside ``--out`` and nothing overwrote anything else.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import agentplex as ap
+from tests.cli import Done, cli
 
 
 def pipeline() -> ap.Workflow:
@@ -142,24 +140,7 @@ def test_node_ids_with_slashes_write_inside_outputs(tmp_path: Path) -> None:
 # -- the command line: --out, input files, failed writes --------------------------------------
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={
-            "AGENTPLEX_STORE": os.environ.get("AGENTPLEX_STORE", ""),
-            "AGENTPLEX_CACHE": "off",
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-            "AGENTPLEX_SIM_SCALE": "0",
-        },
-    )
-
-
-def one_clear_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+def one_clear_line(proc: Done, *needles: str) -> str:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from agentplex.batch.result import ItemResult, write_summary
 from agentplex.exceptions import AgentplexError
 from agentplex.report.html import record_from_store, render_html, write_report
 from agentplex.store import MemoryStore, RunRecord, StoredNode
+from tests.cli import cli
 from tests.test_report import browser, in_thread, open_page
 
 __all__ = ["browser"]  # the fixture, imported for its use here
@@ -200,15 +199,10 @@ def test_a_record_with_wrong_types_gives_one_clear_line(tmp_path: Path) -> None:
             assert needle in message, message
         assert not html.exists(), where
     # The command line turns it into one line on stderr and exit 2, no traceback.
-    env = {"PATH": "/usr/bin:/bin", "AGENTPLEX_STORE": str(tmp_path / "store")}
+    env = {"AGENTPLEX_STORE": str(tmp_path / "store")}
     for index in (0, 3, 7):
         path = tmp_path / f"t{index}.json"
-        proc = subprocess.run(
-            [sys.executable, "-m", "agentplex", "report", str(path), "--html", str(html)],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        proc = cli("report", path, "--html", html, env=env)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         lines = proc.stderr.strip().splitlines()

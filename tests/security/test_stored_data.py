@@ -2,7 +2,7 @@
 
 The store and cache files here are real SQLite files written by real runs; the
 attacks are written into them with ``sqlite3``, as someone handing over a
-``.agentplex/`` folder would. The commands are the real CLI in a subprocess.
+``.agentplex/`` folder would. The commands are the real CLI, run in process.
 A planted pickle's ``__reduce__`` would create a marker file: the marker must
 never appear, and each command prints one clear line and exits 2 (the cache
 instead drops the entry and the run goes on).
@@ -18,8 +18,6 @@ import math
 import os
 import pickle
 import sqlite3
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,7 @@ import agentplex as ap
 from agentplex.exceptions import DecodeError, EncodeError, StoreError
 from agentplex.store.codec import canonical, decode, encode
 from agentplex.store.sqlite import SqliteStore
+from tests.cli import Done, cli
 
 if TYPE_CHECKING:
     from agentplex.sim.server import SimServer
@@ -61,17 +60,7 @@ def pickle_tag(data: bytes) -> str:
     return json.dumps({"$t": "pickle", "v": base64.b64encode(data).decode()})
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentplex", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=120,
-    )
-
-
-def one_clear_line(done: subprocess.CompletedProcess[str]) -> str:
+def one_clear_line(done: Done) -> str:
     """Assert the command failed as promised: exit 2, one line on stderr, no traceback."""
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr

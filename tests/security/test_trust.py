@@ -173,16 +173,19 @@ def test_resume_keeps_the_trust_the_run_started_with(
         "  first: {role: researcher, task: one, latency_s: 0}\n"
         "  slow: {function: 'evil_resume_steps:step', depends_on: [first]}\n"
     )
-    result = cli("resume", run_id)
-    assert result.exit_code == 2, result.output
-    assert "function nodes are not allowed" in result.stderr
-    assert not marker.exists()
+    for flags in ((), ("--trust",)):  # started untrusted: --trust does not raise it
+        result = cli("resume", run_id, *flags)
+        assert result.exit_code == 2, result.output
+        assert "function nodes are not allowed" in result.stderr
+        assert not marker.exists()
     with pytest.raises(InvalidWorkflowError):
-        ap.resume(run_id)
+        ap.resume(run_id, trust=True)
     assert not marker.exists()
 
 
-def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli) -> None:
+def test_resume_reads_the_file_of_a_trusted_run_again_only_with_trust(
+    tmp_path: Path, monkeypatch, cli
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "trusted_resume_steps.py").write_text("def count(first):\n    return len(first)\n")
     path, run_id = _failed_run(tmp_path, cli)
@@ -191,7 +194,12 @@ def test_resume_of_a_trusted_run_stays_trusted(tmp_path: Path, monkeypatch, cli)
         "  first: {role: researcher, task: one, latency_s: 0}\n"
         "  slow: {function: 'trusted_resume_steps:count', depends_on: [first]}\n"
     )
-    result = cli("resume", run_id, "--json")
+    # The record names the file, so resume reads it untrusted unless the user says so now.
+    refused = cli("resume", run_id, "--json")
+    assert refused.exit_code == 2, refused.output
+    assert "names Python code" in refused.stdout + refused.stderr
+    assert f"agentplex resume {run_id} --trust" in refused.stdout + refused.stderr
+    result = cli("resume", run_id, "--trust", "--json")
     assert result.exit_code == 0, result.output
     assert isinstance(json.loads(result.stdout)["nodes"]["slow"]["output"], int)
 
@@ -301,5 +309,49 @@ def test_a_planted_record_cannot_make_resume_trust_a_plan_file(
     plan.write_text(json.dumps({"agents": [{"function": "planted_steps:f"}]}))
     result = cli("resume", run_id)
     assert result.exit_code == 2, result.output
-    assert "untrusted plan may not ask to run code" in result.stderr
+    assert "a stored run never chooses what code runs" in result.stderr
     assert not marker.exists()
+
+
+def test_a_tampered_source_path_in_the_store_runs_no_code(
+    tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch, private_store: Path, cli
+) -> None:
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    _path, run_id = _failed_run(tmp_path, cli)
+    # Someone edits the store: the run now comes from a file of theirs that runs code.
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "evil_source_steps.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "def pwn():\n    return 'p'\n"
+    )
+    evil = tmp_path / "evil" / "evil.yaml"
+    evil.write_text("nodes:\n  a: {function: 'evil_source_steps:pwn'}\n")
+    with sqlite3.connect(next(private_store.rglob("*.sqlite"))) as db:
+        db.execute("UPDATE runs SET source = ? WHERE run_id = ?", (str(evil), run_id))
+    result = cli("resume", "last")
+    assert result.exit_code == 2, result.output
+    assert str(evil) in result.stderr  # the file the record names is shown
+    assert "--trust" in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"agents": [{"role": "researcher", "task": "t", "base_url": "http://evil.example/v1"}]},
+        {"agents": [{"role": "researcher", "task": "t", "headers": {"x-key": "1"}}]},
+        {"agents": [{"role": "researcher", "task": "t", "options": {"extra_headers": {}}}]},
+        {"agents": [{"role": "researcher", "task": "t"}], "providers": {"openai": {}}},
+    ],
+    ids=["base_url", "headers", "extra_headers option", "providers"],
+)
+def test_an_untrusted_plan_that_chooses_endpoints_or_headers_is_refused(
+    tmp_path: Path, plan: dict[str, object], cli
+) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    result = cli("run", path)
+    assert result.exit_code == 2, result.output
+    assert "may not choose endpoints, keys or headers" in result.stderr

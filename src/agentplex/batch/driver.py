@@ -40,7 +40,7 @@ from agentplex.batch.inputs import BatchItem, item_folders, make_items, read_ite
 from agentplex.batch.result import BatchResult, ItemResult, item_from_run, write_summary
 from agentplex.engine.bodies import NodeBodies
 from agentplex.engine.options import RunOptions
-from agentplex.engine.runner import _Run
+from agentplex.engine.runner import Run
 from agentplex.engine.slots import SlotPool
 from agentplex.exceptions import ConfigError, RunNotFoundError, WorkflowFileError
 from agentplex.model.ids import new_run_id
@@ -279,14 +279,14 @@ class _Batch:
         self, item: BatchItem, arrival: int, index: int, gate: asyncio.Semaphore
     ) -> None:
         started = self.now()
-        run: _Run | None = None
+        run: Run | None = None
         try:
             run_id = f"{self.batch_id}.{index}"  # by input position: stable across resumes
             prior = await self.prior_of(run_id)
             options = self.options
             if item.model is not None:
                 options = dataclasses.replace(options, model=item.model)
-            run = _Run(
+            run = Run(
                 self.wf,
                 item.inputs,
                 options,

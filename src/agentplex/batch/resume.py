@@ -17,7 +17,7 @@ from typing import Any
 
 from agentplex import events as ev
 from agentplex.batch.result import BatchResult
-from agentplex.exceptions import ConfigError
+from agentplex.exceptions import ConfigError, InvalidWorkflowError, UntrustedInputError
 from agentplex.model.workflow import CompiledWorkflow, Workflow
 from agentplex.result import RunResult
 from agentplex.store import RunStore, StoredNode, open_store
@@ -41,9 +41,9 @@ async def aresume(
     ``workflow`` is needed for runs built in Python (their file is unknown);
     ``overrides`` replace stored run options (``max_concurrency``, ``api_key``...).
 
-    A stored record is data, not instructions: it never raises the trust of
-    the file it names (a plan file stays untrusted unless ``trust=True``, and
-    a run started untrusted stays so), and it never chooses an endpoint: a
+    A stored record is data, not instructions: the file it names is read
+    untrusted (no Python steps, no endpoints) unless ``trust=True``, a run
+    started untrusted stays so, and it never chooses an endpoint: a
     run started with a ``base_url`` or a ``dask`` address needs it passed
     again in ``overrides``.
 
@@ -157,13 +157,44 @@ def _reload(
                 f"run {run_id!r} came from {record.source}, which no longer exists. "
                 "Fix: restore the file, or pass workflow=... to resume()."
             )
-        # The run keeps the trust it was started with, and the record can only lower
-        # it: a file run --untrusted stays untrusted, and a plan file is trusted
-        # again only when the user says --trust now, whatever the record claims.
-        untrusted = record.settings.get("trusted") is not True
-        workflow = load_workflow(record.source, trusted=False if untrusted else (trust or None))
+        # The record names the file, and a record is not the user: the file is read
+        # untrusted (no code, no endpoints) unless the user says --trust now; a run
+        # started untrusted stays so whatever --trust says (the record only lowers).
+        started_trusted = record.settings.get("trusted") is True
+        trusted = trust and started_trusted
+        try:
+            workflow = load_workflow(record.source, trusted=trusted).compile()
+        except (UntrustedInputError, InvalidWorkflowError) as exc:
+            if trusted or not started_trusted or not _names_what_only_you_choose(exc):
+                raise  # a run started untrusted stays so: --trust would not help
+            raise UntrustedInputError(
+                f"run {run_id!r} is read again from the file its record names, and that file "
+                f"names Python code or an endpoint ({_where(exc)}); a stored run never "
+                "chooses what code runs or where requests go.",
+                hint=f"if that file is yours, agentplex resume {run_id} --trust "
+                "(trust=True in Python)",
+                path=record.source,
+            ) from None
     settings = {k: v for k, v in record.settings.items() if k != "trusted"}
     return workflow, dict(record.inputs), settings, store.get_nodes(run_id)
+
+
+def _where(exc: Exception) -> str:
+    """Name the nodes and fields an untrusted read refused, e.g. ``node 'a' (function)``."""
+    problems = getattr(exc, "errors", None) or [exc]
+    named = [
+        f"node {p.node_id!r} ({p.field})" if getattr(p, "node_id", None) else str(p)
+        for p in problems[:3]
+    ]
+    return ", ".join(named) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+
+
+def _names_what_only_you_choose(exc: Exception) -> bool:
+    """Whether loading failed only because the file was read untrusted."""
+    if isinstance(exc, UntrustedInputError):
+        return True
+    problems = getattr(exc, "errors", ())
+    return bool(problems) and all(isinstance(p, UntrustedInputError) for p in problems)
 
 
 def resume(run_id: str, **kwargs: Any) -> RunResult | BatchResult:

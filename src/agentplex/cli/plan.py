@@ -2,180 +2,174 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from agentplex.cli.options import (
-    ApiKeyOpt,
-    BaseUrlOpt,
-    JsonOutOpt,
-    MaxConcurrencyOpt,
-    MaxInflightOpt,
-    ModelOpt,
-    NoCacheOpt,
-    NoStoreOpt,
-    PricesOpt,
-    QuietOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    SimScaleOpt,
-    StoreOpt,
-    TimeoutOpt,
-    TotalTimeoutOpt,
-    TpmOpt,
-    options_from,
-)
+from agentplex.cli.flags import EngineFlags, OutDir, OutputFlags, StoreFlags, takes
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from agentplex.planning.ask import AskResult
 
 QuestionArg = Annotated[str, typer.Argument(help="The question for the coordinator to plan.")]
-MaxAgentsOpt = Annotated[
-    int, typer.Option("--max-agents", min=1, help="Agents the plan may have, at every level.")
-]
-AttemptsOpt = Annotated[
-    int,
-    typer.Option("--plan-attempts", min=1, help="Tries to get a usable plan (1 + repairs)."),
-]
-FallbackOpt = Annotated[
-    bool,
-    typer.Option(
-        "--fallback", help="If the plan stays unusable, run its valid agents in declared order."
-    ),
-]
+NOT_PLANNED = ("strategy", "error_policy", "executor", "dask")
+"""Engine flags a planned run does not take: it grows while it runs, and runs no Python steps."""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanFlags:
+    """How the coordinator plans (``plan`` and ``ask``)."""
+
+    max_agents: Annotated[
+        int, typer.Option("--max-agents", min=1, help="Agents the plan may have, at every level.")
+    ] = 20
+    plan_attempts: Annotated[
+        int,
+        typer.Option("--plan-attempts", min=1, help="Tries to get a usable plan (1 + repairs)."),
+    ] = 3
+    fallback: Annotated[
+        bool,
+        typer.Option(
+            "--fallback", help="If the plan stays unusable, run its valid agents in declared order."
+        ),
+    ] = False
+
+
+@takes(PlanFlags, "planning")
+@takes(
+    EngineFlags,
+    "engine",
+    without=(*NOT_PLANNED, "max_concurrency"),
+    defaults={"max_concurrency": 4},
+)
+@takes(OutputFlags, "output", only=("json_out", "verbose"))
 def plan(
     question: QuestionArg,
+    planning: PlanFlags,
+    engine: EngineFlags,
+    output: OutputFlags,
     save: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional here
         typer.Option("--save", help="Write the plan as JSON (run it with 'agentplex run')."),
     ] = None,
-    model: ModelOpt = "sim:default",
-    max_agents: MaxAgentsOpt = 20,
-    plan_attempts: AttemptsOpt = 3,
-    fallback: FallbackOpt = False,
-    seed: SeedOpt = 0,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 4,
-    sim_scale: SimScaleOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    max_inflight: MaxInflightOpt = None,
-    total_timeout: TotalTimeoutOpt = None,
-    prices: PricesOpt = None,
-    json_out: JsonOutOpt = False,
-    out: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--out", help="Write plan.json and the planning record (plan_record.json)."),
-    ] = None,
-    no_cache: NoCacheOpt = False,
+    out: OutDir = None,
 ) -> None:
-    """Ask the coordinator for a plan and show it, with its layers; nothing runs."""
-    import asyncio
+    """Ask the coordinator for a plan and show it, with its layers; nothing runs.
 
-    from rich.console import Console
-    from rich.markup import escape
-
-    from agentplex.cli.batch import check_out_folder
-    from agentplex.cli.main import EXIT_FAILED, _die
-    from agentplex.exceptions import AgentplexError
+    With --out, plan.json and the planning record (plan_record.json) are written there.
+    """
+    from agentplex.cli import script
+    from agentplex.cli.verbose import Verbose
     from agentplex.planning.ask import aplan
 
     for path, flag in ((out, "--out"), (save.parent if save else None, "--save")):
         if path is not None:
-            check_out_folder(path, _die, flag=flag)
-    try:
-        options = options_from(locals(), max_concurrency=4)
-        result = asyncio.run(
-            aplan(
-                question,
-                max_agents=max_agents,
-                plan_attempts=plan_attempts,
-                fallback=fallback,
-                **options,
-            )
-        )
-    except AgentplexError as exc:
-        _die(str(exc))
+            script.check_out_folder(path, flag=flag)
+    with script.errors(output.json_out):
+        options = engine.run_options()
+    verbose = Verbose(script.console(stderr=True), on=output.verbose)
+    outcome = script.work(
+        lambda watching: aplan(
+            question,
+            observers=watching,
+            **dataclasses.asdict(planning),
+            **{**options, **verbose.run_options()},
+        ),
+        observers=[verbose],
+        json_out=output.json_out,
+        what="planning",
+    )
+    result: AskResult = outcome.result
+    if outcome.interrupted:  # a plan is only worth its whole answer
+        script.fail("interrupted while planning; nothing was written", script.EXIT_INTERRUPTED)
     if result.plan is None:
-        error = result.run.nodes["coordinator"].error or "no plan"
-        if json_out:
-            sys.stdout.write(result.to_json() + "\n")
-        else:
-            Console(highlight=False, stderr=True).print(f"[red]error:[/] {escape(error)}")
-        raise typer.Exit(EXIT_FAILED)
-    saved = _plan_file(result.plan)
+        if not output.json_out:
+            error = result.run.nodes["coordinator"].error or "no plan"
+            script.console(stderr=True).print(f"error: {error}", markup=False)
+        script.finish(outcome, json_out=output.json_out, show=lambda: None, ok=False)
+    saved = plan_file(result.plan)
     text = json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
     writes = [(save, text)] if save is not None else []
     if out is not None:
         writes += [(out / "plan.json", text), (out / "plan_record.json", result.to_json() + "\n")]
-    _write_all(writes, _die)
-    if json_out:
-        sys.stdout.write(result.to_json() + "\n")
-        return
-    console = Console(highlight=False)
-    _show_plan(console, question, saved, result)
-    if save is not None:
-        console.print(f"wrote {save}; run it with: agentplex run {save}")
+    write_all(writes)
+    hint = [f"wrote {save}; run it with: agentplex run {save}"] if save is not None else []
+    script.finish(
+        outcome,
+        json_out=output.json_out,
+        show=lambda: script.emit(script.console(), render_plan(question, saved, result)),
+        where=hint,
+    )
 
 
-def _write_all(writes: list[tuple[Path, str]], die: Any) -> None:
-    """Write each ``(path, text)``, creating folders; a failed write is one line (``die``)."""
+def write_all(writes: list[tuple[Path, str]]) -> None:
+    """Write each ``(path, text)``, creating folders; a failed write is one line, exit 2."""
+    from agentplex.cli import script
+
     for path, text in writes:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            die(f"cannot write {path}: {exc.strerror or exc}. Fix: check the path and free space.")
+            script.fail(
+                f"cannot write {path}: {exc.strerror or exc}. Fix: check the path and free space."
+            )
 
 
-def _plan_file(accepted: Any) -> dict[str, Any]:
-    """The accepted plan in the meta-agent format, as ``agentplex run`` reads it."""
+def plan_file(accepted: Any) -> dict[str, Any]:
+    """Return the accepted plan in the meta-agent format, as ``agentplex run`` reads it."""
     return {
         "description": accepted.get("description", ""),
         "agents": [{k: v for k, v in agent.items() if k != "node"} for agent in accepted["agents"]],
     }
 
 
-def _show_plan(console: Any, question: str, saved: dict[str, Any], result: Any) -> None:
+def render_plan(question: str, saved: dict[str, Any], result: AskResult) -> RenderableType:
+    """Return the plan as a table, its layers, its warnings and the repairs it took."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     from agentplex.files.plan import workflow_from_plan
     from agentplex.report.terminal import render_layers
 
-    table = Table(title=f"plan for: {question}", title_justify="left")
+    assert result.plan is not None
+    table = Table(title=Text(f"plan for: {question}"), title_justify="left")
     for column in ("#", "node", "role", "task", "depends on"):
         table.add_column(column, overflow="fold")
     for index, agent in enumerate(result.plan["agents"]):
         table.add_row(
             str(index),
-            agent["node"],
-            agent["role"] + (" (delegates)" if agent.get("delegate") else ""),
-            agent["task"],
-            ", ".join(str(d) for d in agent["depends_on"]),
+            Text(agent["node"]),
+            Text(agent["role"] + (" (delegates)" if agent.get("delegate") else "")),
+            Text(agent["task"]),
+            Text(", ".join(str(d) for d in agent["depends_on"])),
         )
-    console.print(table)
     compiled = workflow_from_plan(saved, name="plan", trusted=False).compile()
-    console.print(render_layers(compiled))
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+    parts: list[RenderableType] = [table, render_layers(compiled)]
+    parts += [Text(f"warning: {w}", style="yellow") for w in result.warnings]
     attempts = result.planning["attempts_made"]
     if attempts > 1:
-        console.print(f"the plan took {attempts} attempts; the coordinator repaired:")
-        for attempt in result.attempts[:-1]:
-            for error in attempt["errors"]:
-                console.print(f"  - {error}")
+        parts.append(Text(f"the plan took {attempts} attempts; the coordinator repaired:"))
+        parts += [Text(f"  - {e}") for a in result.attempts[:-1] for e in a["errors"]]
+    return Group(*parts)
 
 
+@takes(PlanFlags, "planning")
+@takes(EngineFlags, "engine", without=NOT_PLANNED)
+@takes(OutputFlags, "output")
+@takes(StoreFlags, "stored")
 def ask(
     question: QuestionArg,
-    model: ModelOpt = "sim:default",
-    max_agents: MaxAgentsOpt = 20,
+    planning: PlanFlags,
+    engine: EngineFlags,
+    output: OutputFlags,
+    stored: StoreFlags,
     max_depth: Annotated[
         int, typer.Option("--max-depth", min=0, help="How deep agents may delegate (0: never).")
     ] = 1,
@@ -183,8 +177,6 @@ def ask(
         Optional[int],  # noqa: UP045
         typer.Option("--max-tokens", min=1, help="Tokens the whole run may use."),
     ] = None,
-    plan_attempts: AttemptsOpt = 3,
-    fallback: FallbackOpt = False,
     review: Annotated[
         int,
         typer.Option(
@@ -198,92 +190,86 @@ def ask(
             help="Start planned agents while the plan is still being written.",
         ),
     ] = True,
-    max_concurrency: MaxConcurrencyOpt = 16,
-    seed: SeedOpt = 0,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 4,
-    sim_scale: SimScaleOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    max_inflight: MaxInflightOpt = None,
-    total_timeout: TotalTimeoutOpt = None,
-    prices: PricesOpt = None,
-    json_out: JsonOutOpt = False,
-    out: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--out", help="Write ask.json, run.json and every node's output here."),
-    ] = None,
-    quiet: QuietOpt = False,
-    store: StoreOpt = None,
-    no_store: NoStoreOpt = False,
-    no_cache: NoCacheOpt = False,
+    out: OutDir = None,
 ) -> None:
-    """Plan a question with the coordinator and run the plan as it arrives; print the answer."""
-    import asyncio
+    """Plan a question with the coordinator and run the plan as it arrives; print the answer.
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.text import Text
-
-    from agentplex.cli.batch import check_out_folder
-    from agentplex.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, _die
-    from agentplex.exceptions import AgentplexError
-    from agentplex.planning.ask import aask
-    from agentplex.report.terminal import LiveView, render_summary
+    With --out, ask.json, run.json and every node's output are written there.
+    """
+    from agentplex.cli import script
+    from agentplex.cli.verbose import Verbose
+    from agentplex.planning.ask import AskResult, aask
+    from agentplex.report.terminal import LiveView
 
     if out is not None:
-        check_out_folder(out, _die)
-    console = Console(highlight=False)
-    live = not json_out and not quiet and console.is_terminal
-    observers: list[Any] = [LiveView(console)] if live else []
-    try:
-        options = options_from(locals())
-        result = asyncio.run(
-            aask(
-                question,
-                max_agents=max_agents,
-                max_depth=max_depth,
-                max_tokens=max_tokens,
-                plan_attempts=plan_attempts,
-                fallback=fallback,
-                review=review,
-                stream=stream_plan,
-                observers=observers,
-                store=False if no_store else (store or True),
-                **options,
-            )
-        )
-    except KeyboardInterrupt:
-        _die(
-            "interrupted; finished nodes are in the run store ('agentplex runs')", EXIT_INTERRUPTED
-        )
-    except AgentplexError as exc:
-        _die(str(exc))
+        script.check_out_folder(out)
+    with script.errors(output.json_out):
+        options = engine.run_options()
+    shown = script.console()
+    verbose = Verbose(script.console(stderr=True), on=output.verbose)
+    live = not output.json_out and not output.quiet and shown.is_terminal
+    bounds: dict[str, Any] = {"max_depth": max_depth, "max_tokens": max_tokens, "review": review}
+    outcome = script.work(
+        lambda watching: aask(
+            question,
+            stream=stream_plan,
+            observers=watching,
+            store=stored.target(),
+            **dataclasses.asdict(planning),
+            **bounds,
+            **{**options, **verbose.run_options()},
+        ),
+        observers=[verbose, *([LiveView(shown)] if live else [])],
+        json_out=output.json_out,
+    )
+    result = outcome.result
+    if not isinstance(result, AskResult):  # Ctrl-C: the run so far, without an answer
+        result = AskResult(question=question, answer="", plan=None, run=result)
+    places = keep_ask(result, out, stored=not stored.no_store)
+    script.finish(
+        dataclasses.replace(outcome, result=result),
+        json_out=output.json_out,
+        show=lambda: script.emit(shown, render_answer(result, verbose, quiet=output.quiet)),
+        where=places,
+    )
+
+
+def keep_ask(result: AskResult, out: Path | None, *, stored: bool) -> list[str]:
+    """Write ``--out``; return the lines that say where the planned run is kept."""
+    from agentplex.cli import script
+    from agentplex.exceptions import AgentplexError
+
+    lines: list[str] = []
     if out is not None:
         try:
             result.run.write(out)
         except (AgentplexError, OSError) as exc:
-            _die(str(exc))
-        _write_all([(out / "ask.json", result.to_json() + "\n")], _die)
-    if json_out:
-        sys.stdout.write(result.to_json() + "\n")
-    else:
-        if result.answer and not quiet:  # model text: shown as text, never as markup
-            console.print(Panel(Text(result.answer), title="answer", title_align="left"))
-        for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {escape(warning)}")
-        figures = result.planning
+            script.fail(str(exc))
+        write_all([(out / "ask.json", result.to_json() + "\n")])
+        lines.append(f"wrote {out / 'ask.json'} and {out / 'run.json'}")
+    lines += script.recorded("run", result.run.run_id, ok=result.ok, stored=stored, resumable=False)
+    return lines
+
+
+def render_answer(result: AskResult, verbose: Any, *, quiet: bool) -> RenderableType:
+    """Return the answer, the warnings, the planning figures and the run's summary."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    if result.answer and not quiet:  # model text: shown as text, never as markup
+        parts.append(Panel(Text(result.answer), title="answer", title_align="left"))
+    parts += [Text(f"warning: {w}", style="yellow") for w in result.warnings]
+    figures = result.planning
+    if figures:
         first = figures.get("first_node_s")
-        console.print(
-            f"planned {figures['agents_planned']} agent(s) in {figures['attempts_made']} "
-            f"attempt(s); coordinator {figures['coordinator_s']:.2f}s"
-            + (f", first agent started at {first:.2f}s" if first is not None else "")
+        parts.append(
+            Text(
+                f"planned {figures['agents_planned']} agent(s) in {figures['attempts_made']} "
+                f"attempt(s); coordinator {figures['coordinator_s']:.2f}s"
+                + (f", first agent started at {first:.2f}s" if first is not None else "")
+            )
         )
-        console.print(render_summary(result.run, nodes=not quiet))
-        if out is not None:
-            console.print(f"wrote {out / 'ask.json'} and {out / 'run.json'}")
-    if not result.ok:
-        raise typer.Exit(EXIT_FAILED)
+    parts.append(verbose.summary(result.run, nodes=not quiet))
+    return Group(*parts)

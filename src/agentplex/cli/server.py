@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import dataclasses
+import json
+from typing import Annotated, Any, Optional
 
 import typer
 
+from agentplex.cli.flags import OutputFlags, takes
 
+FAULTS = {
+    "p429": "Share of 429s with Retry-After.",
+    "p429_bare": "Share of 429s without Retry-After.",
+    "p500": "Share of 500s.",
+    "p503": "Share of 503s.",
+    "p529": "Share of 529s (Anthropic 'overloaded').",
+    "p_hang": "Share of requests never answered.",
+    "p_drop": "Share of connections dropped unanswered.",
+    "p_malformed": "Share of 200s with a broken JSON body.",
+}
+"""The injected faults: each a share of requests, named as the server's config names it."""
+
+FaultFlags: Any = dataclasses.make_dataclass(
+    "FaultFlags",
+    [(name, Annotated[float, typer.Option(help=text)], 0.0) for name, text in FAULTS.items()],
+    frozen=True,
+    kw_only=True,
+)
+
+
+@takes(FaultFlags, "faults")
+@takes(OutputFlags, "output", only=("json_out",))
 def sim_server(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8900,
+    faults: Any,
+    output: OutputFlags,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")
+    ] = 8900,
     latency: Annotated[
         Optional[float],  # noqa: UP045 - typer needs Optional here
         typer.Option(help="Fixed latency of every answer (s) (default: the sim latency model)."),
     ] = None,
     scale: Annotated[float, typer.Option(help="Multiply every latency.")] = 1.0,
-    p429: Annotated[float, typer.Option(help="Share of 429s with Retry-After.")] = 0.0,
-    p429_bare: Annotated[
-        float, typer.Option("--p429-bare", help="Share of 429s without Retry-After.")
-    ] = 0.0,
-    p500: Annotated[float, typer.Option(help="Share of 500s.")] = 0.0,
-    p503: Annotated[float, typer.Option(help="Share of 503s.")] = 0.0,
-    p529: Annotated[float, typer.Option(help="Share of 529s (Anthropic 'overloaded').")] = 0.0,
-    p_hang: Annotated[
-        float, typer.Option("--p-hang", help="Share of requests never answered.")
-    ] = 0.0,
-    p_drop: Annotated[
-        float, typer.Option("--p-drop", help="Share of connections dropped unanswered.")
-    ] = 0.0,
-    p_malformed: Annotated[
-        float, typer.Option("--p-malformed", help="Share of 200s with a broken JSON body.")
-    ] = 0.0,
     retry_after: Annotated[
         float, typer.Option("--retry-after", help="Retry-After (s) sent with injected 429s.")
     ] = 1.0,
@@ -37,54 +50,52 @@ def sim_server(
         Optional[float],  # noqa: UP045
         typer.Option(help="Enforced requests per minute: real 429s beyond it."),
     ] = None,
-    tpm: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option(help="Enforced tokens per minute."),
-    ] = None,
+    tpm: Annotated[Optional[float], typer.Option(help="Enforced tokens per minute.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
 ) -> None:
     """Serve OpenAI- and Anthropic-compatible APIs on 127.0.0.1 with simulated answers and faults.
 
     Point a run at it with --model openai:sim --base-url http://127.0.0.1:PORT/v1
     (or anthropic:sim --base-url http://127.0.0.1:PORT). GET /stats shows counts
-    per status and per prompt hash.
+    per status and per prompt hash. --json prints the addresses as one JSON
+    line once the server listens. Ctrl-C stops it (exit 130).
     """
     import asyncio
+    import sys
 
-    from agentplex.cli.main import _die
-    from agentplex.exceptions import ConfigError
+    from agentplex.cli import script
     from agentplex.sim.server import HOST, ServerConfig, serve
 
-    try:
+    with script.errors(output.json_out):
         config = ServerConfig(
             latency_s=latency,
             scale=scale,
-            p429=p429,
-            p429_bare=p429_bare,
-            p500=p500,
-            p503=p503,
-            p529=p529,
-            p_hang=p_hang,
-            p_drop=p_drop,
-            p_malformed=p_malformed,
             retry_after_s=retry_after,
             rpm=rpm,
             tpm=tpm,
             seed=seed,
+            **dataclasses.asdict(faults),
         ).check()
-    except ConfigError as exc:
-        _die(str(exc))
 
     def ready(bound: int) -> None:
+        root = f"http://{HOST}:{bound}"
+        if output.json_out:
+            where = {"url": root, "port": bound, "openai_base_url": f"{root}/v1"}
+            where.update(anthropic_base_url=root, stats_url=f"{root}/stats")
+            sys.stdout.write(f"{json.dumps(where)}\n")
+            sys.stdout.flush()
+            return
         typer.echo(
-            f"agentplex sim-server on http://{HOST}:{bound}  "
-            f"(OpenAI: --base-url http://{HOST}:{bound}/v1, Anthropic: http://{HOST}:{bound}; "
-            "stats: /stats; Ctrl-C stops)",
+            f"agentplex sim-server on {root}  (OpenAI: --base-url {root}/v1, Anthropic: "
+            f"{root}; stats: /stats; Ctrl-C stops)"
         )
 
     try:
         asyncio.run(serve(config, port, ready=ready))
     except OSError as exc:
-        _die(f"cannot listen on {HOST}:{port}: {exc.strerror or exc}. Fix: pick another --port.")
+        script.fail(
+            f"cannot listen on {HOST}:{port}: {exc.strerror or exc}. Fix: pick another --port."
+        )
     except KeyboardInterrupt:
-        typer.echo("stopped")
+        sys.stderr.write("stopped\n")
+        raise typer.Exit(script.EXIT_INTERRUPTED) from None

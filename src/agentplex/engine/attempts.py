@@ -1,7 +1,8 @@
 """How one node's work is attempted: timeouts, retries with backoff, and map items.
 
-:class:`Attempts` is the part of the runner's ``_Run`` that runs a body once
-it has a slot: ``with_retries`` applies the node's per-attempt and total
+:class:`Attempts` runs a body once it has a slot; the run owns one and gives
+it what it needs (options, clocks, the slot pool, the event sink, the
+bodies). ``with_retries`` applies the node's per-attempt and total
 timeouts (:func:`time_limits`) and its retry policy (two budgets, one for real
 errors and one for rate limits; backoff with full jitter or the Retry-After;
 the slot handed back while waiting, see :mod:`agentplex.engine.retry`), and
@@ -31,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentplex import events as ev
 from agentplex.engine.prompts import as_items
 from agentplex.engine.retry import backoff_delay, describe, is_rate_limited, is_retryable
-from agentplex.engine.slots import Slot
+from agentplex.engine.slots import Slot, SlotPool
+from agentplex.engine.state import NodeState, Outputs
 from agentplex.exceptions import NodeError, NodeTimeoutError
 from agentplex.llm.base import CALL_DEADLINE
 from agentplex.model.workflow import AgentNode, MapNode, Node
@@ -70,30 +72,53 @@ def time_limits(spec: Node, options: RunOptions) -> tuple[float | None, float | 
 
 
 class Attempts:
-    """Mixed into the runner's ``_Run``; the attributes below are the run's."""
+    """Attempts of one run's nodes: timeouts, retries and map items (see the module docstring)."""
 
-    options: RunOptions
-    run_id: str
-    bodies: NodeBodies
-    outputs: dict[str, Any]
-    attempts: dict[str, int]
-    attempt_starts: dict[str, list[float]]
-    observers: list[ev.Observer]
-    clock: Callable[[], float]
-    sleep: Callable[[float], Awaitable[None]]
-    rng: random.Random
+    __slots__ = (
+        "bodies",
+        "clock",
+        "emit",
+        "events",
+        "now",
+        "options",
+        "outputs",
+        "records",
+        "rng",
+        "run_id",
+        "sleep",
+        "slots",
+    )
 
-    def now(self) -> float:
-        raise NotImplementedError
-
-    def emit(self, event: ev.Event) -> None:
-        raise NotImplementedError
-
-    async def acquire(self, slot: Slot) -> None:
-        raise NotImplementedError
-
-    def release(self, slot: Slot) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        run_id: str,
+        bodies: NodeBodies,
+        records: Mapping[str, NodeState],
+        slots: SlotPool,
+        clock: Callable[[], float],
+        now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+        emit: Callable[[ev.Event], None],
+        events: Sequence[ev.Observer],
+    ) -> None:
+        self.options = options
+        self.run_id = run_id
+        self.bodies = bodies
+        self.records = records
+        """Node records by id: a node's attempts are counted in its record."""
+        self.outputs = Outputs(records)
+        self.slots = slots
+        self.clock = clock
+        self.now = now
+        """Seconds since the run started."""
+        self.sleep = sleep
+        self.rng = rng
+        self.emit = emit
+        self.events = events
+        """The run's observers: attempts announce themselves only when someone listens."""
 
     async def with_retries(
         self,
@@ -131,12 +156,12 @@ class Attempts:
                 if ends is None:
                     timeout = left if timeout is None else min(timeout, left)
             if not slot.held:
-                await self.acquire(slot)
+                await self.slots.acquire(slot)
             if not is_item:
-                self.attempts[node_id] = attempt
-                self.attempt_starts.setdefault(node_id, []).append(self.now())
-                if self.observers:  # events cost nothing when nobody listens
-                    self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, attempt))
+                t = self.now()
+                self.records[node_id].attempt_started(attempt, t)
+                if self.events:  # events cost nothing when nobody listens
+                    self.emit(ev.NodeStarted(self.run_id, t, node_id, attempt))
             try:
                 if ends is not None:
                     token = CALL_DEADLINE.set(ends)
@@ -180,7 +205,7 @@ class Attempts:
                 self.emit(
                     ev.NodeRetrying(self.run_id, self.now(), node_id, attempt, describe(exc), delay)
                 )
-                self.release(slot)
+                self.slots.release(slot)
                 await self.sleep(delay)
 
     def backoff(self, count: int, exc: BaseException) -> float:
@@ -196,6 +221,7 @@ class Attempts:
         )
 
     async def run_map(self, node: MapNode) -> tuple[list[Any], Usage | None]:
+        """Run ``node``'s body over each item of its list, each in a slot of its own."""
         try:
             items = as_items(self.outputs[node.over])
         except TypeError as exc:
@@ -233,7 +259,7 @@ class Attempts:
                     is_item=True,
                 )
             finally:
-                self.release(slot)
+                self.slots.release(slot)
             results[index] = output
             if usage is not None:
                 usages.append(usage)

@@ -26,7 +26,13 @@ from agentplex.exceptions import ConfigError
 from agentplex.executors import Executor, create_executor
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
 from agentplex.llm.base import Request
-from agentplex.llm.config import StreamMask, mask_secrets, redact_value, register_environment_keys
+from agentplex.llm.config import (
+    StreamMask,
+    mask_secrets,
+    redact,
+    redact_value,
+    register_environment_keys,
+)
 from agentplex.llm.pricing import PriceTable
 from agentplex.model.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
 from agentplex.result import Usage
@@ -68,6 +74,9 @@ class NodeBodies:
         """Opened on first use; a list so a batch's item views share it."""
         self.tools: Mapping[str, Callable[[str], Any]] = {}
         """Tools agents may name (a planned run's registry): ``tool(task) -> text``."""
+        self.on_request: Callable[[str, int, str, tuple[tuple[str, str], ...]], None] | None = None
+        """Told ``(node_id, attempt, provider:model, messages)`` just before each LLM
+        call, messages masked (``RunOptions.record_requests``); None costs nothing."""
         self.models: dict[str, ModelRef] = {}
         """Parsed model of each agent (and agent-bodied map) node."""
         self.where: dict[str, str] = {}
@@ -189,7 +198,7 @@ class NodeBodies:
         """
         if isinstance(node, AgentNode):
             own = {d: outputs[d] for d in self.wf.deps[node_id]}
-            return await self._call_agent(node, node_id, own, extra, exclude, on_text)
+            return await self._call_agent(node, node_id, attempt, own, extra, exclude, on_text)
         where = self.where[node_id]
         executor = self.executors.get(where) or self._executor(where)
         binding = self.wf.bindings[node_id]
@@ -202,7 +211,7 @@ class NodeBodies:
         values: Mapping[str, Any] = extra or {}
         if binding.needs_ctx:
             ctx = NodeContext(
-                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, usage_box)
+                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, attempt, usage_box)
             )
             values = {**values, "ctx": ctx}
         args, kwargs = binding.arguments(deps, self.inputs, values)
@@ -268,6 +277,7 @@ class NodeBodies:
         self,
         node: AgentNode,
         node_id: str,
+        attempt: int,
         deps: Mapping[str, Any],
         extra: Mapping[str, Any] | None,
         exclude: tuple[str, ...],
@@ -302,6 +312,8 @@ class NodeBodies:
         stream = None if on_text is None else StreamMask(on_text)
         if stream is not None:
             request = dataclasses.replace(request, on_text=stream)
+        if self.on_request is not None:
+            self._announce(node_id, attempt, ref, request)
         completion = await self.providers.get(ref).complete(request)
         if stream is not None:
             stream.flush()
@@ -310,7 +322,14 @@ class NodeBodies:
             await self.result_cache().aput(key, text)
         return text, completion.usage
 
-    def _asker(self, node_id: str, usage_box: list[Usage]) -> Callable[..., Awaitable[str]]:
+    def _announce(self, node_id: str, attempt: int, ref: ModelRef, request: Request) -> None:
+        assert self.on_request is not None
+        messages = tuple((m.role, redact(m.content)) for m in request.messages)
+        self.on_request(node_id, attempt, str(ref), messages)
+
+    def _asker(
+        self, node_id: str, attempt: int, usage_box: list[Usage]
+    ) -> Callable[..., Awaitable[str]]:
         """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
 
         async def ask(
@@ -335,6 +354,8 @@ class NodeBodies:
             stream = None if on_text is None else StreamMask(on_text)
             if stream is not None:
                 request = dataclasses.replace(request, on_text=stream)
+            if self.on_request is not None:
+                self._announce(node_id, attempt, ref, request)
             completion = await self.providers.get(ref).complete(request)
             if stream is not None:
                 stream.flush()

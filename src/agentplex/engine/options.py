@@ -83,6 +83,9 @@ class RunOptions:
     """Calls in flight allowed per model of the default model's provider."""
     stream: bool = False
     """Stream agents' answers as :class:`~agentplex.events.NodeText` events."""
+    record_requests: bool = False
+    """Announce every LLM call of a node, messages included (keys masked), as a
+    :class:`~agentplex.events.NodeRequest` event just before it is sent (``--verbose``)."""
     prices: Mapping[str, Price] | None = None
     """Prices (dollars per million tokens) added to the built-in table."""
     preflight: bool = True
@@ -138,10 +141,15 @@ class RunOptions:
         if not isinstance(self.model, str) or ":" not in self.model:
             parse_model(self.model)  # raises with the fix; names are checked per run
         self.resolved_strategy()
-        if self.executor not in (None, "inline", "thread", "process", "dask"):
-            raise ConfigError(
-                f"unknown executor {self.executor!r}; choose inline, thread, process or dask."
-            )
+        if self.executor is not None:
+            from agentplex.executors import executor_names
+
+            if self.executor not in executor_names():
+                raise ConfigError(
+                    f"unknown executor {self.executor!r}; choose one of "
+                    f"{', '.join(executor_names())}, or register yours first with "
+                    "agentplex.register_executor()."
+                )
 
     def cpu_executor(self) -> str:
         """Where ``cpu_bound`` steps (executor ``auto``) run in this run."""

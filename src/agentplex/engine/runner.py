@@ -34,15 +34,28 @@ Policy.
 - *Cancellation.* If the run is cancelled (Ctrl-C), running nodes are
   cancelled, a :class:`RunFinished` event with status ``cancelled`` and every
   finished output is emitted, and the cancellation propagates.
+
+Garbage collection. While any run is going, the cyclic collector's youngest
+generation waits for :data:`RUN_GC_GEN0` new containers instead of Python's
+700 (:func:`relaxed_gc`; the old threshold is back when the last run ends).
+A run keeps a few objects per node in flight across event-loop turns (tasks,
+results queued for the store); at 700 they are promoted to the oldest
+generation before they die, and each promotion batch triggers another full
+collection of the whole heap: on 100,000 nodes with the SQLite store, 17 full
+collections and a third of the run's time, growing with the run's size.
+Reference counting still frees everything that is not a cycle at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -52,8 +65,10 @@ from agentplex.engine.attempts import Attempts
 from agentplex.engine.bodies import NodeBodies
 from agentplex.engine.options import RunOptions
 from agentplex.engine.retry import describe
+from agentplex.engine.run_record import NodeResults
 from agentplex.engine.scheduler import Scheduler
 from agentplex.engine.slots import Slot, SlotPool
+from agentplex.engine.state import Finisher, Gate, NodeState, Outputs, RunControl
 from agentplex.exceptions import (
     ConfigError,
     NodeError,
@@ -64,17 +79,67 @@ from agentplex.llm.config import redact
 from agentplex.model.ids import new_run_id
 from agentplex.model.validation import resolve_inputs
 from agentplex.model.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode, Workflow
-from agentplex.result import NodeResult, NodeStatus, RunResult, Usage
+from agentplex.result import MAX_TRACEBACK, NodeResult, RunResult, Status, Usage
 from agentplex.store import RunStore, StoredNode, open_store
 from agentplex.store.recorder import Recorder
+
+RUN_GC_GEN0 = 50_000
+"""The collector's generation-0 threshold while a run goes (see the module docstring)."""
+
+_gc_lock = threading.Lock()
+_gc_runs = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Raise the collector's generation-0 threshold to :data:`RUN_GC_GEN0` while inside.
+
+    Nested and concurrent runs (a batch's items, runs in other threads) share
+    one count; the threshold found before the first is restored after the
+    last, unless someone changed it meanwhile. A threshold already higher,
+    or 0 (collection off), is left alone.
+    """
+    global _gc_runs, _gc_saved
+    with _gc_lock:
+        if _gc_runs == 0:
+            found = gc.get_threshold()
+            if 0 < found[0] < RUN_GC_GEN0:
+                _gc_saved = found
+                gc.set_threshold(RUN_GC_GEN0, found[1], found[2])
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0 and _gc_saved is not None:
+                if gc.get_threshold()[0] == RUN_GC_GEN0:
+                    gc.set_threshold(*_gc_saved)
+                _gc_saved = None
 
 
 class _FailFast(Exception):
     """Raised by a node task to make the TaskGroup cancel its siblings."""
 
 
-class _Run(Attempts):
-    """Mutable bookkeeping of one run; see the module docstring for the policy."""
+RunEnd = Literal[Status.SUCCEEDED, Status.FAILED, Status.CANCELLED]
+
+
+class Run:
+    """One run of a compiled workflow; see the module docstring for the policy.
+
+    The public surface: the constructor, :meth:`execute`, :attr:`run_id`,
+    :attr:`final` and the :class:`~agentplex.engine.state.RunControl` methods
+    (what a planner may do to the run while it goes). :func:`arun` builds one
+    for a single run; a batch (:mod:`agentplex.batch.driver`) builds one per
+    item, passing the batch's shared ``slots`` and ``bodies``. Everything
+    else is the engine's own.
+
+    Each node has one :class:`~agentplex.engine.state.NodeState` record in
+    :attr:`records`; :attr:`attempts` (composed, given what it needs) runs a
+    node's attempts; :attr:`recorder` writes the run to a store, from values.
+    """
 
     def __init__(
         self,
@@ -83,10 +148,10 @@ class _Run(Attempts):
         options: RunOptions,
         observers: Iterable[ev.Observer],
         *,
-        run_id: str | None,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
-        rng: random.Random,
+        run_id: str | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
         slots: SlotPool | None = None,
         bodies: NodeBodies | None = None,
         priority: float = 0.0,
@@ -96,7 +161,20 @@ class _Run(Attempts):
         prior: Mapping[str, StoredNode] | None = None,
         batch_id: str | None = None,
         item_key: str | None = None,
+        tools: Mapping[str, Callable[[str], Any]] | None = None,
     ) -> None:
+        """Prepare a run of ``compiled`` (nothing starts before :meth:`execute`).
+
+        ``slots`` and ``bodies`` are a batch's, shared by its items (default:
+        the run's own); ``priority`` and ``arrival`` order this run's nodes
+        against other runs' in a shared slot pool. ``store`` records the run
+        (``source``, ``batch_id`` and ``item_key`` go into its record) and
+        ``prior`` holds the stored results of the run being resumed. ``tools``
+        are what agents may name (a planned run's registry).
+
+        Raises:
+            ConfigError: a bad option, a missing input or a bad model string.
+        """
         options.check()
         self.wf = compiled
         self.nodes = compiled.nodes
@@ -109,29 +187,49 @@ class _Run(Attempts):
         self.priority = priority
         self.arrival = arrival
         self.observers = list(observers)
+        """Everything :meth:`emit` calls: the given observers, then the recorder."""
+        self.watchers = list(self.observers)
+        """The observers that want every event. Per-node lifecycle events (ready,
+        started, finished, streamed text) are built only when there is one: the
+        recorder keeps none of them, so a run with a store alone builds none."""
         self.run_id = run_id or new_run_id()
         self.clock = clock
-        self.sleep = sleep
-        self.rng = rng
         self.owns_bodies = bodies is None
         if bodies is None:
             bodies = NodeBodies(compiled, options, run_id=self.run_id, inputs=self.inputs)
         else:  # a batch item: the batch's providers and executors, this item's inputs
             bodies = bodies.for_item(self.run_id, self.inputs, model=options.model)
+        if tools is not None:
+            bodies.tools = tools
+        if options.record_requests:
+            bodies.on_request = self._request
         self.bodies = bodies
         self.scheduler = Scheduler(
             compiled.deps, strategy=self.strategy, estimates=compiled.estimates()
         )
         self.map_nodes = {nid for nid, node in self.nodes.items() if isinstance(node, MapNode)}
-        self.outputs: dict[str, Any] = {}
-        self.status: dict[str, NodeStatus] = {}
-        self.started: dict[str, float] = {}
-        self.finished: dict[str, float] = {}
-        self.attempts: dict[str, int] = {}
-        self.attempt_starts: dict[str, list[float]] = {}
-        self.errors: dict[str, tuple[str, str]] = {}
-        self.usage: dict[str, Usage] = {}
-        self.streaming = options.stream and bool(self.observers)
+        self.records: dict[str, NodeState] = {nid: NodeState() for nid in self.nodes}
+        """One record per node: what it has done so far."""
+        self.outputs = Outputs(self.records)
+        self.attempts = Attempts(
+            options,
+            run_id=self.run_id,
+            bodies=bodies,
+            records=self.records,
+            slots=self.slots,
+            clock=clock,
+            now=self.now,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            emit=self.emit,
+            events=self.watchers,
+        )
+        self.reused: set[str] = set()
+        """Nodes whose stored result (from the run being resumed) stands."""
+        self.results = NodeResults(
+            compiled, model_of=bodies.model_of, cost=bodies.cost, reused=self.reused
+        )
+        self.streaming = options.stream and bool(self.watchers)
         self.stopping = False
         self.group: asyncio.TaskGroup | None = None
         self.t0 = 0.0
@@ -139,20 +237,20 @@ class _Run(Attempts):
         """The result, once built (also when the run was cancelled)."""
         self.ended = asyncio.Event()
         """Set when the last node has ended."""
-        self.reused: set[str] = set()
-        """Nodes whose stored result (from the run being resumed) stands."""
-        self.settled: dict[str, NodeResult] = {}
-        """Records of succeeded nodes, built once (for the store and the result)."""
-        self.gate: Callable[[str], None] | None = None
-        """Called before a node starts; raising fails the node (a planner's token budget)."""
-        self.finisher: Callable[[str, Any], Awaitable[Any]] | None = None
-        """Turns the answer of a node in ``finishing`` into its output, without a slot
-        (a delegating agent's sub-plan runs while it waits)."""
-        self.finishing: set[str] = set()
+        self._gates: list[Gate] = []
+        self._finishers: dict[str, Finisher] = {}
         self.recorder: Recorder | None = None
         if store is not None:
             self.recorder = Recorder(
-                store, self, source=source, batch_id=batch_id, item_key=item_key
+                store,
+                run_id=self.run_id,
+                compiled=compiled,
+                inputs=self.inputs,
+                options=options,
+                source=source,
+                batch_id=batch_id,
+                item_key=item_key,
+                on_failure=self._store_failed,
             )
             self.observers.append(self.recorder)
             if prior:
@@ -161,17 +259,25 @@ class _Run(Attempts):
     def reuse(self, stored: Mapping[str, StoredNode]) -> None:
         """Take these stored results as this run's own: they will not run again."""
         for node_id, node in stored.items():
-            record = node.record
-            self.outputs[node_id] = node.output
-            self.status[node_id] = "succeeded"
-            self.attempts[node_id] = int(record.get("attempts") or 1)
-            usage = record.get("usage")
+            stored_record = node.record
+            record = self.records[node_id]
+            record.output = node.output
+            record.status = Status.SUCCEEDED
+            record.attempts = int(stored_record.get("attempts") or 1)
+            usage = stored_record.get("usage")
             if usage:
-                self.usage[node_id] = Usage(
+                record.usage = Usage(
                     usage["input_tokens"], usage["output_tokens"], usage.get("cached_calls", 0)
                 )
-        self.reused = set(stored)
+        self.reused.update(stored)
         self.scheduler.mark_done(self.reused)
+
+    # -- what a planner may do (RunControl) ---------------------------------------
+
+    @property
+    def workflow(self) -> CompiledWorkflow:
+        """The workflow as it stands (it grows with every added node)."""
+        return self.wf
 
     def add_node(self, node: AgentNode, *, parent: str | None = None) -> str:
         """Add an agent node while the run goes (a streamed plan, a sub-plan); start it
@@ -182,6 +288,7 @@ class _Run(Attempts):
         """
         self.wf.grow(node)
         self.bodies.add_agent(node)
+        record = self.records[node.id] = NodeState()
         if self.recorder is not None:
             self.recorder.add_key(node.id)
         t = self.now()
@@ -190,13 +297,45 @@ class _Run(Attempts):
         )
         state = self.scheduler.add(node.id, node.depends_on, node.estimated_duration())
         if state == "skipped":
-            self.record_end(node.id, "skipped")
-            failed = next(d for d in node.depends_on if self.status.get(d) != "succeeded")
+            failed = next(
+                d for d in node.depends_on if self.records[d].status is not Status.SUCCEEDED
+            )
+            self._end(node.id, record, Status.SKIPPED, t)
             self.emit(ev.NodeSkipped(self.run_id, t, node.id, failed))
         elif state == "ready":
-            self.emit(ev.NodeReady(self.run_id, t, node.id))
+            if self.watchers:
+                self.emit(ev.NodeReady(self.run_id, t, node.id))
             self.wake()
         return state
+
+    def gate(self, check: Gate) -> None:
+        """Call ``check(node_id)`` before every node starts; raising fails that node."""
+        self._gates.append(check)
+
+    def finish_later(self, node_id: str, finisher: Finisher) -> None:
+        """When ``node_id``'s body has answered, its slot goes back and its output is
+        what ``finisher(node_id, answer)`` returns."""
+        self._finishers[node_id] = finisher
+
+    def node(self, node_id: str) -> NodeResult:
+        """How ``node_id`` stands (``pending`` until it ended)."""
+        return self.results(node_id, self.records[node_id])
+
+    def tokens_used(self) -> int:
+        """Tokens the run's nodes have used so far."""
+        return sum(r.usage.total_tokens for r in self.records.values() if r.usage is not None)
+
+    def provider_kind(self) -> str | None:
+        """The kind of provider the run's default model calls, or None if it is unknown."""
+        try:
+            return self.bodies.providers.resolve(self.bodies.default_model.provider).kind
+        except ConfigError:
+            return None  # reported by the run's preflight
+
+    def observe(self, observer: ev.Observer) -> None:
+        """Receive every event of the run from now on."""
+        self.observers.append(observer)
+        self.watchers.append(observer)
 
     # -- events -----------------------------------------------------------------
 
@@ -207,9 +346,19 @@ class _Run(Attempts):
         for observer in self.observers:
             observer(event)
 
+    def _request(
+        self, node_id: str, attempt: int, model: str, messages: tuple[tuple[str, str], ...]
+    ) -> None:
+        self.emit(ev.NodeRequest(self.run_id, self.now(), node_id, attempt, model, messages))
+
     # -- the run ----------------------------------------------------------------
 
     async def execute(self) -> RunResult:
+        """Run every node and return the result (see :func:`arun` for what it raises)."""
+        with relaxed_gc():
+            return await self._execute()
+
+    async def _execute(self) -> RunResult:
         if self.owns_bodies:
             try:
                 await self.bodies.prepare()  # bad keys, URLs, extras fail before anything runs
@@ -218,7 +367,9 @@ class _Run(Attempts):
                 raise
         if self.recorder is not None:
             try:
-                await self.recorder.begin()  # refuses a run another process is writing
+                await self.recorder.begin(  # refuses a run another process is writing
+                    {nid: self.node(nid) for nid in sorted(self.reused)}
+                )
             except BaseException:
                 await self.close()
                 raise
@@ -233,9 +384,10 @@ class _Run(Attempts):
                 dict(self.inputs),
             )
         )
-        for node_id in self.scheduler.start():
-            self.emit(ev.NodeReady(self.run_id, 0.0, node_id))
-        status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
+        ready = self.scheduler.start()
+        if self.watchers:
+            for node_id in ready:
+                self.emit(ev.NodeReady(self.run_id, 0.0, node_id))
         try:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -255,25 +407,23 @@ class _Run(Attempts):
             except* _FailFast:
                 pass
         except BaseException:
-            status = "cancelled"
             self.stopping = True
             self._cancel_pending()
-            result = self.final = self.result(status)
+            result = self.final = self.result(Status.CANCELLED)
             await self.close()
             self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
             if self.recorder is not None:
                 with contextlib.suppress(BaseException):
-                    await self.recorder.finish()
+                    await self.recorder.finish(result)
             raise
         await self.close()
-        if any(s != "succeeded" for s in self.status.values()) or len(self.status) < len(
-            self.nodes
-        ):
-            status = "failed"
+        status: RunEnd = Status.SUCCEEDED
+        if any(r.status is not Status.SUCCEEDED for r in self.records.values()):
+            status = Status.FAILED
         result = self.final = self.result(status)
         self.emit(ev.RunFinished(self.run_id, result.wall_s, result))
         if self.recorder is not None:
-            await self.recorder.finish()
+            await self.recorder.finish(result)
         return result
 
     async def close(self) -> None:
@@ -298,94 +448,121 @@ class _Run(Attempts):
         scheduler, pool = self.scheduler, self.slots
         group = self.group
         assert group is not None
+        map_nodes, run_node = self.map_nodes, self.run_node
         while not self.stopping and scheduler.ready_count:
             if not pool.free() or pool.outranked(self.priority, scheduler.next_key(), self.arrival):
                 self.want()
                 return
-            batch = scheduler.get_ready(1)
-            if not batch:
+            node_id = scheduler.pop_ready()
+            if node_id is None:
                 return  # a layer barrier or sequential: the next node to end wakes the run
-            node_id = batch[0]
-            holds = node_id not in self.map_nodes
+            holds = node_id not in map_nodes
             if holds:
                 pool.busy += 1
-            group.create_task(self.run_node(node_id, Slot(holds)))
+            group.create_task(run_node(node_id, Slot(holds)))
 
-    async def acquire(self, slot: Slot) -> None:
-        await self.slots.acquire(slot)
+    def start_in(self, slot: Slot) -> None:
+        """Start the most urgent ready node in ``slot``, which a node of this run just freed.
 
-    def release(self, slot: Slot) -> None:
-        self.slots.release(slot)
+        The slot changes hands without a release (see :meth:`SlotPool.keeps`), so
+        a run that keeps its slots busy does not queue itself for each node.
+        """
+        scheduler, pool = self.scheduler, self.slots
+        group = self.group
+        assert group is not None
+        node_id = scheduler.pop_ready()
+        if node_id is None:  # a layer barrier or sequential
+            pool.release(slot)
+            pool.feed()
+            return
+        if node_id in self.map_nodes:  # holds no slot: this one goes back
+            pool.release(slot)
+            group.create_task(self.run_node(node_id, Slot(False)))
+        else:
+            slot.held = False
+            group.create_task(self.run_node(node_id, Slot(True)))
+        if scheduler.ready_count:
+            if pool.free():
+                self.dispatch()
+            else:  # queued for the next free slot (of any run's), as dispatch would
+                pool.want(self, self.priority, scheduler.next_key(), self.arrival)
 
     # -- one node ---------------------------------------------------------------
 
     async def run_node(self, node_id: str, slot: Slot) -> None:
+        """Run one node to its end, then start what its end made ready."""
         try:
-            await self._run_node(node_id, slot)
+            node = self.nodes[node_id]
+            record = self.records[node_id]
+            pool = self.slots
+            record.started = self.now()
+            try:
+                for check in self._gates:
+                    check(node_id)
+                if isinstance(node, MapNode):  # rare; agents and functions are the hot path
+                    record.attempts = 1
+                    self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, 1))
+                    output, usage = await self.attempts.run_map(node)
+                    attempts = 1
+                else:
+                    body = cast("AgentNode | FunctionNode", node)
+                    on_text = self.text_sink(node_id) if self.streaming else None
+                    call, outputs = self.bodies.call, self.outputs
+                    (output, usage), attempts = await self.attempts.with_retries(
+                        node_id,
+                        node,
+                        slot,
+                        lambda attempt: call(body, node_id, attempt, outputs, on_text=on_text),
+                    )
+                    finisher = self._finishers.get(node_id) if self._finishers else None
+                    if finisher is not None:
+                        pool.release(slot)  # waiting on other nodes takes no slot
+                        output = await finisher(node_id, output)
+            except asyncio.CancelledError:
+                pool.release(slot)
+                self.scheduler.cancel(node_id)
+                self._end(node_id, record, Status.CANCELLED, self.now())
+                self.emit(ev.NodeCancelled(self.run_id, self.now(), node_id, started=True))
+                raise
+            except Exception as exc:
+                pool.release(slot)
+                self.fail(node_id, exc)
+                return
+            record.output = output
+            record.usage = usage
+            t = record.finished = self.clock() - self.t0
+            record.status = Status.SUCCEEDED
+            if self.recorder is not None:
+                pool.release(slot)  # other work may use the slot while the result is written
+                try:  # durable before any successor starts
+                    await self.recorder.succeeded(self.results(node_id, record))
+                except UnstorableOutputError as exc:  # the output is not data: the node fails
+                    record.result = record.output = None
+                    self.fail(node_id, exc)
+                    return
+            scheduler = self.scheduler
+            newly_ready = scheduler.done(node_id)
+            if self.watchers:
+                duration = t - record.started
+                self.emit(
+                    ev.NodeFinished(self.run_id, t, node_id, output, attempts, duration, usage)
+                )
+                for ready in newly_ready:
+                    self.emit(ev.NodeReady(self.run_id, t, ready))
+            if (
+                scheduler.ready_count
+                and not self.stopping
+                and pool.keeps(slot, self, self.priority, scheduler.next_key(), self.arrival)
+            ):
+                self.start_in(slot)
+                return
+            if scheduler.ready_count:
+                self.want()
+            pool.release(slot)  # hands the slot on and dispatches, most urgent run first
+            pool.feed()
         finally:
             if not self.scheduler.is_active():
                 self.ended.set()
-
-    async def _run_node(self, node_id: str, slot: Slot) -> None:
-        node = self.nodes[node_id]
-        self.started[node_id] = self.now()
-        try:
-            if self.gate is not None:
-                self.gate(node_id)
-            if isinstance(
-                node, MapNode
-            ):  # map nodes are rare; agents and functions are the hot path
-                self.attempts[node_id] = 1
-                self.attempt_starts[node_id] = [self.now()]
-                self.emit(ev.NodeStarted(self.run_id, self.now(), node_id, 1))
-                output, usage = await self.run_map(node)
-                attempts = 1
-            else:
-                body = cast(AgentNode | FunctionNode, node)
-                on_text = self.text_sink(node_id) if self.streaming else None
-                (output, usage), attempts = await self.with_retries(
-                    node_id,
-                    node,
-                    slot,
-                    lambda attempt: self.bodies.call(
-                        body, node_id, attempt, self.outputs, on_text=on_text
-                    ),
-                )
-                if node_id in self.finishing and self.finisher is not None:
-                    self.release(slot)  # waiting on other nodes takes no slot
-                    output = await self.finisher(node_id, output)
-        except asyncio.CancelledError:
-            self.release(slot)
-            self.record_end(node_id, "cancelled")
-            self.scheduler.cancel(node_id)
-            self.emit(ev.NodeCancelled(self.run_id, self.now(), node_id, started=True))
-            raise
-        except Exception as exc:
-            self.release(slot)
-            self.fail(node_id, exc)
-            return
-        self.outputs[node_id] = output
-        if usage is not None:
-            self.usage[node_id] = usage
-        t = self.finished[node_id] = self.clock() - self.t0
-        self.status[node_id] = "succeeded"
-        if self.recorder is not None:
-            self.release(slot)  # other work may use the slot while the result is written
-            try:
-                await self.recorder.succeeded(node_id)  # durable before any successor starts
-            except UnstorableOutputError as exc:  # the output is not data: the node fails
-                self.fail(node_id, exc)
-                return
-        newly_ready = self.scheduler.done(node_id)
-        if self.observers:
-            duration = t - self.started[node_id]
-            self.emit(ev.NodeFinished(self.run_id, t, node_id, output, attempts, duration, usage))
-            for ready in newly_ready:
-                self.emit(ev.NodeReady(self.run_id, t, ready))
-        if self.scheduler.ready_count:
-            self.want()
-        self.release(slot)  # hands the slot on and dispatches
-        self.slots.feed()
 
     def text_sink(self, node_id: str) -> Callable[[str], None]:
         """Return the callback that turns a streamed piece of ``node_id``'s answer into an event."""
@@ -395,25 +572,32 @@ class _Run(Attempts):
 
         return on_text
 
-    def record_end(self, node_id: str, status: NodeStatus) -> float:
-        t = self.now()
-        self.finished[node_id] = t
-        self.status[node_id] = status
-        return t
+    def _end(self, node_id: str, record: NodeState, status: Status, t: float) -> None:
+        """``node_id`` ended without succeeding: record it, and write it (without waiting)."""
+        record.finished = t
+        record.status = status
+        if self.recorder is not None:
+            self.recorder.ended(self.results(node_id, record))
 
     def fail(self, node_id: str, exc: BaseException) -> None:
-        attempts = getattr(exc, "attempts", None) or self.attempts.get(node_id, 1)
-        self.attempts[node_id] = attempts
+        record = self.records[node_id]
+        attempts = getattr(exc, "attempts", None) or record.attempts or 1
+        record.attempts = attempts
         cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc
         # A step's own exception may quote a key it read: masked like any output.
         error = redact(describe(exc if isinstance(exc, NodeTimeoutError) else cause))
         error_type = type(cause).__name__
-        self.errors[node_id] = (error, error_type)
-        t = self.record_end(node_id, "failed")
-        self.emit(ev.NodeFailed(self.run_id, t, node_id, error, error_type, attempts))
+        trace = self._traceback(node_id, exc, cause)
+        record.fail(error, error_type, trace)
+        t = self.now()
+        self._end(node_id, record, Status.FAILED, t)
+        self.emit(ev.NodeFailed(self.run_id, t, node_id, error, error_type, attempts, trace))
         for skipped in self.scheduler.fail(node_id):
-            self.status[skipped] = "skipped"
-            self.errors[skipped] = (f"dependency {node_id!r} failed", "Skipped")
+            other = self.records[skipped]
+            other.fail(f"dependency {node_id!r} failed", "Skipped")
+            other.status = Status.SKIPPED
+            if self.recorder is not None:
+                self.recorder.ended(self.results(skipped, other))
             self.emit(ev.NodeSkipped(self.run_id, t, skipped, because=node_id))
         if self.options.error_policy == "fail_fast":
             self.stopping = True
@@ -421,25 +605,50 @@ class _Run(Attempts):
             raise _FailFast(node_id)
         self.wake()
 
+    def _traceback(self, node_id: str, exc: BaseException, cause: BaseException) -> str:
+        """The redacted traceback of a Python step's own exception ("" for other failures)."""
+        node = self.nodes[node_id]
+        body = node.body if isinstance(node, MapNode) else node
+        # Only what the step itself raised (wrapped by its attempts): not a gate's refusal,
+        # a timeout or an output the store cannot hold.
+        if (
+            not isinstance(body, FunctionNode)
+            or not isinstance(exc, NodeError)
+            or isinstance(exc, NodeTimeoutError)
+        ):
+            return ""
+        text = redact("".join(traceback.format_exception(cause)))
+        return text if len(text) <= MAX_TRACEBACK else "..." + text[-MAX_TRACEBACK:]
+
     def _cancel_pending(self) -> None:
         t = self.now()
         for node_id in self.scheduler.cancel_pending():
-            self.status[node_id] = "cancelled"
+            record = self.records[node_id]
+            record.status = Status.CANCELLED
+            if self.recorder is not None:
+                self.recorder.ended(self.results(node_id, record))
             self.emit(ev.NodeCancelled(self.run_id, t, node_id, started=False))
+
+    def _store_failed(self) -> None:
+        """The store stopped taking writes: nothing more starts."""
+        self.stopping = True
+        self._cancel_pending()
 
     # -- the result -------------------------------------------------------------
 
-    def node_result(self, node_id: str) -> NodeResult:
-        """The node's record; a succeeded node's never changes, so it is built once."""
-        result = self.settled.get(node_id)
-        if result is None:
-            result = run_record.node_result(self, node_id)
-            if result.status == "succeeded":
-                self.settled[node_id] = result
-        return result
-
-    def result(self, status: Literal["succeeded", "failed", "cancelled"]) -> RunResult:
-        return run_record.run_result(self, status)
+    def result(self, status: RunEnd) -> RunResult:
+        results = self.results
+        return run_record.run_result(
+            self.run_id,
+            self.wf,
+            status,
+            nodes={nid: results(nid, record) for nid, record in self.records.items()},
+            strategy=self.strategy,
+            max_concurrency=self.options.max_concurrency,
+            wall_s=self.now(),
+            critical_path=self.scheduler.critical_path,
+            inputs=self.inputs,
+        )
 
 
 async def arun(
@@ -453,7 +662,8 @@ async def arun(
     rng: random.Random | None = None,
     store: RunStore | str | Path | bool | None = None,
     prior: Mapping[str, StoredNode] | None = None,
-    attach: Callable[[_Run], None] | None = None,
+    control: Callable[[RunControl], None] | None = None,
+    tools: Mapping[str, Callable[[str], Any]] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run ``workflow`` on the running event loop and return its result.
@@ -467,8 +677,9 @@ async def arun(
     ``.agentplex/runs.sqlite`` or ``$AGENTPLEX_STORE``; a path; or a
     :class:`~agentplex.store.RunStore`), so :func:`agentplex.batch.resume` can finish
     it after a crash. ``prior`` holds stored results to reuse (resume passes it).
-    ``attach`` is called with the run's state before it starts (the planner
-    uses it to add nodes while the run goes).
+    ``control`` is called with the run's :class:`~agentplex.engine.state.RunControl`
+    before it starts (the planner uses it to add nodes while the run goes).
+    ``tools`` are the tools agents may name (``tool(task) -> text``).
 
     A failed run returns a result with ``status == "failed"``; call
     ``result.raise_for_status()`` to turn that into an exception.
@@ -490,22 +701,24 @@ async def arun(
         opened = open_store(None if store is True else store)
     run_store = opened or (store if isinstance(store, RunStore) else None)
     try:
-        state = _Run(
-            compiled,
-            inputs or {},
-            run_options,
-            observers,
-            run_id=run_id,
-            clock=clock,
-            sleep=sleep,
-            rng=rng or random.Random(),
-            store=run_store,
-            source=compiled.source,
-            prior=prior,
-        )
-        if attach is not None:
-            attach(state)
-        return await state.execute()
+        with relaxed_gc():  # from the run's construction on: it builds a record per node
+            state = Run(
+                compiled,
+                inputs or {},
+                run_options,
+                observers,
+                run_id=run_id,
+                clock=clock,
+                sleep=sleep,
+                rng=rng,
+                store=run_store,
+                source=compiled.source,
+                prior=prior,
+                tools=tools,
+            )
+            if control is not None:
+                control(state)
+            return await state.execute()
     finally:
         if opened is not None:
             opened.close()

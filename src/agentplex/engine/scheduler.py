@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -89,17 +90,38 @@ class Scheduler:
         index = {node: i for i, node in enumerate(self._ids)}
         self._index = index
         n = len(self._ids)
-        self._succ: list[list[int]] = [[] for _ in range(n)]
-        self._pending = [0] * n
+        succ: list[list[int]] = [[] for _ in range(n)]
+        pending = [0] * n
+        ordered = True  # every node comes after its dependencies
         for i, node in enumerate(self._ids):
-            unique = {index[d] for d in deps[node]}
-            self._pending[i] = len(unique)
+            node_deps = deps[node]
+            if not node_deps:
+                continue
+            if len(node_deps) == 1:  # the common case, without a set
+                d = index[node_deps[0]]
+                pending[i] = 1
+                succ[d].append(i)
+                if d >= i:
+                    ordered = False
+                continue
+            unique = {index[d] for d in node_deps}
+            pending[i] = len(unique)
             for d in unique:
-                self._succ[d].append(i)
+                succ[d].append(i)
+                if d >= i:
+                    ordered = False
+        self._succ = succ
+        self._pending = pending
         self._state = [WAITING] * n
-        self._order = self._topological_order()
+        # Declaration order is topological (as workflows are usually written): then it
+        # is the very order the heap of _topological_order gives, at no cost.
+        self._order = list(range(n)) if ordered else self._topological_order()
         self._key = self._priority_keys(estimates or {})
-        self._ready: list[tuple[float, int]] = []
+        self._rank = array("q")
+        self._by_rank = array("q")
+        self._rank_nodes()
+        self._ready: list[int] = []
+        """A heap of ready nodes' ranks (see :meth:`_rank_nodes`)."""
         self._running = 0
         self._unfinished = n
         self._counts = [0] * 7
@@ -155,6 +177,21 @@ class Scheduler:
             rank[i] = estimates.get(ids[i], 1.0) + best
         return [-r for r in rank]
 
+    def _rank_nodes(self) -> None:
+        """Number the nodes by urgency: by key, ties by declaration order.
+
+        The ready heap holds these ranks, plain ints that compare fast, instead
+        of ``(key, index)`` tuples: on 100,000 nodes a third are ready at once,
+        and comparing tuples made the heap the part of the cost that grew with
+        the run's size.
+        """
+        order = sorted(range(len(self._key)), key=self._key.__getitem__)  # stable: ties
+        # Arrays, not lists: 8 bytes a node instead of a list slot and an int object.
+        rank = array("q", bytes(8 * len(order)))
+        for r, i in enumerate(order):
+            rank[i] = r
+        self._rank, self._by_rank = rank, array("q", order)
+
     def start(self) -> list[str]:
         """Return the nodes ready at the start (call once, before :meth:`get_ready`).
 
@@ -199,7 +236,7 @@ class Scheduler:
 
     def next_key(self) -> float:
         """Priority key of the most urgent ready node (lower is more urgent; inf if none)."""
-        return self._ready[0][0] if self._ready else math.inf
+        return self._key[self._by_rank[self._ready[0]]] if self._ready else math.inf
 
     @property
     def running_count(self) -> int:
@@ -256,25 +293,46 @@ class Scheduler:
         out: list[str] = []
         ready = self._ready
         while ready and len(out) < limit:
-            _key, i = heapq.heappop(ready)
+            i = self._by_rank[heapq.heappop(ready)]
             self._set(i, RUNNING)
             self._running += 1
             out.append(self._ids[i])
         return out
 
+    def pop_ready(self) -> str | None:
+        """Hand out the most urgent ready node and mark it running; None if none may start.
+
+        ``get_ready(1)`` without the list: the runner starts one node per turn.
+        """
+        ready = self._ready
+        if not ready or (self._running and self.strategy == "sequential"):
+            return None
+        i = self._by_rank[heapq.heappop(ready)]
+        counts = self._counts  # _set, inline: this and done() run once per node
+        counts[READY] -= 1
+        counts[RUNNING] += 1
+        self._state[i] = RUNNING
+        self._running += 1
+        return self._ids[i]
+
     def done(self, node: str) -> list[str]:
         """Mark a running node succeeded; return the nodes that became ready."""
         i = self._end(node, SUCCEEDED)
-        newly: list[int] = []
-        layered = self.strategy == "layers"
+        names: list[str] = []
+        pending, state = self._pending, self._state
+        if self.strategy == "layers":
+            for c in self._succ[i]:
+                pending[c] -= 1
+            return self._close_layer(i)
+        ready, rank, ids, counts = self._ready, self._rank, self._ids, self._counts
         for c in self._succ[i]:
-            self._pending[c] -= 1
-            if self._pending[c] == 0 and self._state[c] == WAITING and not layered:
-                self._make_ready(c)
-                newly.append(c)
-        names = [self._ids[c] for c in newly]
-        if layered:
-            names += self._close_layer(i)
+            left = pending[c] = pending[c] - 1
+            if left == 0 and state[c] == WAITING:
+                counts[WAITING] -= 1  # _make_ready, inline
+                counts[READY] += 1
+                state[c] = READY
+                heapq.heappush(ready, rank[c])
+                names.append(ids[c])
         return names
 
     def fail(self, node: str) -> list[str]:
@@ -318,7 +376,7 @@ class Scheduler:
 
     def _make_ready(self, i: int) -> None:
         self._set(i, READY)
-        heapq.heappush(self._ready, (self._key[i], i))
+        heapq.heappush(self._ready, self._rank[i])
 
     def _end(self, node: str, state: int) -> int:
         i = self._index[node]
@@ -327,7 +385,10 @@ class Scheduler:
                 f"node {node!r} is {STATE_NAMES[self._state[i]]}, not running; "
                 "only nodes handed out by get_ready() can end"
             )
-        self._set(i, state)
+        counts = self._counts
+        counts[RUNNING] -= 1
+        counts[state] += 1
+        self._state[i] = state
         self._running -= 1
         self._unfinished -= 1
         return i
@@ -381,6 +442,11 @@ class Scheduler:
         self._state.append(WAITING)
         self._counts[WAITING] += 1
         self._key.append(float(i) if self.strategy == "sequential" else -estimate)
+        # Ranks follow keys: number the nodes again (a planner adds few nodes, to small
+        # graphs), and the ready heap with them.
+        ready = [self._by_rank[r] for r in self._ready]
+        self._rank_nodes()
+        self._ready = sorted(self._rank[c] for c in ready)  # a sorted list is a heap
         if any(self._state[d] in (FAILED, SKIPPED, CANCELLED) for d in unique):
             self._pending.append(0)
             self._set(i, SKIPPED)

@@ -63,6 +63,24 @@ class SlotPool:
             self._queued.add(id(run))
             heapq.heappush(self._hungry, (priority, urgency, arrival, next(self._ties), run))
 
+    def keeps(self, slot: Slot, run: Hungry, priority: float, urgency: float, arrival: int) -> bool:
+        """Whether ``run`` may start its next node in ``slot`` (held by one of its nodes that
+        just ended) instead of releasing it: no started work waits, and no other run's
+        ready work is more urgent. Then the slot simply changes hands, as a release and
+        :meth:`feed` would have handed it to ``run`` too.
+        """
+        if not slot.held or self.waiters or self.busy > self.limit:
+            return False
+        hungry = self._hungry
+        if not hungry:
+            return True
+        best = hungry[0]
+        if best[-1] is run:  # its own entry (stale): the next most urgent is a root's child
+            if len(hungry) == 1:
+                return True
+            best = min(hungry[1:3])
+        return not (best[0], best[1], best[2]) < (priority, urgency, arrival)
+
     def outranked(self, priority: float, urgency: float, arrival: int) -> bool:
         """Whether a queued run goes before work with this key."""
         if not self._hungry:

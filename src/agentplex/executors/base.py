@@ -4,6 +4,17 @@
 result or raises its exception; ``aclose()`` releases workers; and
 ``statistics()`` reports counters. The runner never branches on which
 executor it has. Sync and async callables are both accepted everywhere.
+
+Writing one: subclass :class:`Executor`, give it a ``name`` and implement
+``_call`` (start the call and return its result, or an awaitable of it); the
+base class counts, refuses work once closed and awaits what ``_call``
+returns. Register a factory with :func:`agentplex.register_executor`; a
+factory is called as ``factory(max_workers=..., address=...)`` (``address``:
+where remote workers are, e.g. the run's Dask scheduler, or None; local
+executors ignore it), so the class itself is a factory as long as its
+``__init__`` takes those keywords (the base class's does). Then
+``wf.function(fn, executor="name")`` runs ``fn`` there. The contract every
+executor passes is ``tests/test_executors.py``.
 """
 
 from __future__ import annotations
@@ -27,12 +38,14 @@ class ExecutorStatistics:
 
 
 class Executor(ABC):
-    """Base class of the executors."""
+    """Base class of the executors: implement ``_call``; see the module docstring."""
 
     name: ClassVar[str]
 
-    def __init__(self, *, max_workers: int | None = None) -> None:
+    def __init__(self, *, max_workers: int | None = None, address: str | None = None) -> None:
         self.max_workers = max_workers
+        self.address = address
+        """Where remote workers are (a scheduler's address); None: local, or not used."""
         self._submitted = 0
         self._succeeded = 0
         self._failed = 0

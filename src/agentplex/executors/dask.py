@@ -87,8 +87,7 @@ class DaskExecutor(Executor):
     name: ClassVar[str] = "dask"
 
     def __init__(self, *, max_workers: int | None = None, address: str | None = None) -> None:
-        super().__init__(max_workers=max_workers)
-        self.address = dask_address(address)
+        super().__init__(max_workers=max_workers, address=dask_address(address))
         self._client: Any = None
         self._cluster: Any = None
         self._starting: asyncio.Future[Any] | None = None

@@ -4,5 +4,5 @@ Owns: reading named-node YAML/JSON (loader), the meta-agent plan format (plan),
 and the trust checks an untrusted file must pass.
 
 May import: agentplex.exceptions, agentplex.result, agentplex.model,
-agentplex.llm.
+agentplex.llm, agentplex.executors (a file may name a registered executor).
 """

@@ -335,9 +335,17 @@ _DEPS: _Check = (
     lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(d, str) for d in v)),
     "a list of node ids",
 )
+
+
+def _is_executor(value: Any) -> bool:
+    from agentplex.executors import executor_names
+
+    return value == "auto" or value in executor_names()
+
+
 _EXECUTOR: _Check = (
-    lambda v: v in ("auto", "inline", "thread", "process", "dask"),
-    "one of auto, inline, thread, process, dask",
+    _is_executor,
+    "auto, one of the built-in executors (inline, thread, process, dask) or a registered one",
 )
 
 COMMON_FIELDS: dict[str, _Check] = {

@@ -22,6 +22,7 @@ from agentplex.exceptions import (
     DependencyError,
     SchemaError,
     UntrustedCodeError,
+    UntrustedInputError,
     WorkflowError,
 )
 from agentplex.model.ids import plan_node_id
@@ -29,6 +30,30 @@ from agentplex.model.workflow import AgentNode, FunctionNode, Node, Workflow
 
 #: Keys that ask a plan to run code; refused outright in untrusted plans.
 CODE_KEYS = ("function", "import", "module", "shell", "command", "code", "python")
+#: Keys that would choose where requests go, with which key or headers; an untrusted plan
+#: is refused for naming them (they were never applied, and silence would hide the attempt).
+CHOOSER_KEYS = (
+    "base_url",
+    "api_key",
+    "api_key_env",
+    "headers",
+    "extra_headers",
+    "extra_body",
+    "extra_query",
+    "provider",
+    "providers",
+)
+
+
+def _choosers(entry: Mapping[str, Any]) -> list[str]:
+    """The keys of ``entry`` (and of its ``options``) that only the user may choose."""
+    found = [k for k in CHOOSER_KEYS if k in entry]
+    options = entry.get("options")
+    if isinstance(options, Mapping):
+        found += [
+            f"options.{k}" for k in options if k in CHOOSER_KEYS or str(k).startswith("extra_")
+        ]
+    return found
 
 
 def is_plan(data: Mapping[str, Any]) -> bool:
@@ -59,6 +84,18 @@ def workflow_from_plan(
     )
     wf.source = source
     errors: list[WorkflowError] = []
+    top = [k for k in CHOOSER_KEYS if k in data]
+    if top and not trusted:
+        errors.append(
+            UntrustedInputError(
+                f"an untrusted plan may not choose endpoints, keys or headers ({top[0]!r}).",
+                hint="configure providers in a workflow file you wrote, or with flags; run the "
+                "plan with --trust only if you wrote it.",
+                path=source,
+                line=line_of(data, top[0]),
+                field=top[0],
+            )
+        )
     agents = data.get("agents")
     if not isinstance(agents, list):
         errors.append(
@@ -124,6 +161,16 @@ def _plan_node(
             f"an untrusted plan may not ask to run code ({code_keys[0]!r}).",
             "plans written by an LLM may only use registered roles.",
             code_keys[0],
+        )
+        return None
+    choosers = _choosers(entry)
+    if choosers and not wf.trusted:
+        fail(
+            UntrustedInputError,
+            f"an untrusted plan may not choose endpoints, keys or headers ({choosers[0]!r}).",
+            "plans written by an LLM choose roles, tasks and dependencies only; run the plan "
+            "with --trust only if you wrote it.",
+            choosers[0].partition(".")[0],
         )
         return None
     before = len(errors)

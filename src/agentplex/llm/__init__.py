@@ -1,12 +1,14 @@
 """LLM providers behind one small contract; see :mod:`agentplex.llm.base`.
 
 A model string ``name:model`` names a provider configuration (see
-:mod:`agentplex.llm.config`); its ``kind`` picks the implementation, which
-is imported only when a run uses it, so the SDKs stay optional.
+:mod:`agentplex.llm.config`); its ``kind`` picks the implementation from one
+registry of factories (:func:`register_provider`, ``agentplex.register_provider``),
+where the built-in kinds are ``module:attr`` strings imported only when a run
+uses them, so the SDKs stay optional and the simulator stays out of llm/.
 
-Owns: the provider contract (base), provider configurations and secrets
-(config), limits, errors and pricing, and the OpenAI-compatible and Anthropic
-providers.
+Owns: the provider contract (base), the registry of provider kinds, provider
+configurations and secrets (config), limits, errors and pricing, and the
+OpenAI-compatible and Anthropic providers.
 
 May import: agentplex.exceptions, agentplex.result.
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn, cast
 from urllib.parse import urlsplit
 
 from agentplex.exceptions import ConfigError
@@ -35,41 +39,156 @@ from agentplex.llm.config import (
     ProviderConfig,
     ResolvedProvider,
     Secret,
+    is_local,
     redact,
     resolve,
 )
 from agentplex.llm.limits import Limits
 from agentplex.result import Usage
 
-#: Provider kind -> "module:class", imported on first use.
-PROVIDERS: dict[str, str] = {
-    "sim": "agentplex.sim.provider:SimProvider",
+ProviderFactory = Callable[..., Provider]
+"""``factory(resolved: ResolvedProvider, *, max_connections: int) -> Provider``."""
+
+
+def _simulator(resolved: ResolvedProvider, *, max_connections: int = 16) -> Provider:
+    """Build the simulator (imported by name: nothing in llm/ imports agentplex.sim)."""
+    module = importlib.import_module("agentplex.sim.provider")
+    provider: Provider = module.SimProvider(scale=resolved.options.get("scale"))
+    return provider
+
+
+_PROVIDERS: dict[str, ProviderFactory | str] = {
+    # "module:attr" entries are imported on first use, so an SDK loads only when a
+    # run uses it; the simulator's factory imports it by name for the same reason.
+    "sim": _simulator,
     "openai": "agentplex.llm.openai_provider:OpenAIProvider",
     "ollama": "agentplex.llm.openai_provider:OllamaProvider",
     "anthropic": "agentplex.llm.anthropic_provider:AnthropicProvider",
 }
+_BUILTIN_KINDS = frozenset(_PROVIDERS)
 
 DEFAULT_MODEL = "sim:default"
 
 
-def create_provider(resolved: ResolvedProvider, *, max_connections: int = 16) -> Provider:
-    """Instantiate the provider of ``resolved``'s kind."""
-    module_name, _, class_name = PROVIDERS[resolved.kind].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider
-    if resolved.kind == "sim":
-        limits = resolved.limits
-        limited = limits.max_concurrency or limits.rpm or limits.tpm
-        provider = cls(
-            scale=resolved.options.get("scale"),
-            limits=limits if limited else None,
-            limit_key=f"sim|{resolved.name}",
+def register_provider(kind: str, factory: ProviderFactory | str, *, replace: bool = False) -> None:
+    """Make ``model="kind:some-model"`` call providers that ``factory`` builds.
+
+    ``factory(resolved, max_connections=n)`` returns a new
+    :class:`~agentplex.llm.base.Provider` for one provider configuration (see
+    :class:`Provider` for what ``resolved`` holds); a subclass whose
+    ``__init__`` takes those arguments is its own factory. A ``"module:attr"``
+    string is imported on first use. The kind also becomes a provider
+    configuration of the same name, so ``kind:model`` works without one;
+    ``ProviderConfig(kind=kind, ...)`` under another name adds more.
+
+    Raises:
+        ConfigError: if ``kind`` is not a plain name, is taken (pass
+            ``replace=True`` to replace it on purpose), or ``factory`` is
+            neither callable nor a ``"module:attr"`` string.
+    """
+    if not isinstance(kind, str) or not kind.replace("-", "_").isidentifier():
+        raise ConfigError(
+            f"provider kind {kind!r} cannot be registered. Fix: use a plain name such as "
+            "'mykind' (letters, digits, _ and -), the part before ':' in model strings."
         )
-        provider.label = resolved.name
-        provider.set_call_timeout(resolved.timeout_s)
-    else:
-        provider = cls(resolved, max_connections=max_connections)
+    if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+        raise ConfigError(
+            f"provider kind {kind!r}: the factory {factory!r} is neither callable nor a "
+            "'module:attr' string. Fix: pass the Provider subclass, a function returning a "
+            "provider, or 'package.module:name'."
+        )
+    if kind in _PROVIDERS and not replace:
+        raise ConfigError(
+            f"provider kind {kind!r} is registered already. Fix: choose another kind, or pass "
+            "replace=True to replace it."
+        )
+    _PROVIDERS[kind] = factory
+
+
+def provider_kinds() -> tuple[str, ...]:
+    """Return every registered provider kind, built-in ones first."""
+    return tuple(_PROVIDERS)
+
+
+def _factory(kind: str) -> ProviderFactory:
+    try:
+        entry = _PROVIDERS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown provider kind {kind!r}; known kinds: {', '.join(_PROVIDERS)}. Fix: use "
+            "one of those, or register yours first with agentplex.register_provider()."
+        ) from None
+    if isinstance(entry, str):
+        module_name, _, attr = entry.partition(":")
+        entry = cast("ProviderFactory", getattr(importlib.import_module(module_name), attr))
+    return entry
+
+
+def _limited(limits: Limits) -> bool:
+    return bool(limits.max_concurrency or limits.rpm or limits.tpm)
+
+
+def create_provider(resolved: ResolvedProvider, *, max_connections: int = 16) -> Provider:
+    """Build the provider of ``resolved``'s kind through the registry.
+
+    Every provider, built-in or registered, is then named after its
+    configuration, gets the configuration's call deadline, and is paced by its
+    limits unless it chose limits itself.
+
+    Raises:
+        ConfigError: if the kind is not registered, or its factory returns
+            something that is not a Provider.
+    """
+    provider = _factory(resolved.kind)(resolved, max_connections=max_connections)
+    if not isinstance(provider, Provider):
+        raise ConfigError(
+            f"provider {resolved.name!r}: the factory of kind {resolved.kind!r} returned "
+            f"{type(provider).__name__}, not a Provider. Fix: return an instance of an "
+            "agentplex.Provider subclass."
+        )
+    provider.label = resolved.name
+    provider.set_call_timeout(resolved.timeout_s)
+    if provider.limits is None and _limited(resolved.limits):
+        provider.use_limits(resolved.limits, f"{resolved.kind}|{resolved.name}")
     return provider
+
+
+def registered_configs() -> dict[str, ProviderConfig]:
+    """Return a configuration named after each registered kind that is not built in."""
+    return {kind: ProviderConfig(kind=kind) for kind in _PROVIDERS if kind not in _BUILTIN_KINDS}
+
+
+def _resolve_registered(
+    name: str, config: ProviderConfig, default_timeout_s: float | None
+) -> ResolvedProvider:
+    """Resolve a configuration of a registered kind: what it says, no built-in defaults.
+
+    A registered kind has no default URL or key variable; the key comes from
+    ``api_key`` or the variable ``api_key_env`` names.
+
+    Raises:
+        ConfigError: if ``api_key_env`` names a variable that is not set.
+    """
+    key = config.api_key
+    if key is None and config.api_key_env:
+        value = os.environ.get(config.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"provider {name!r}: api_key_env names {config.api_key_env}, which is not set. "
+                f"Fix: export {config.api_key_env}=..."
+            )
+        key = Secret(value)
+    timeout = config.timeout_s or default_timeout_s or DEFAULT_CALL_TIMEOUT_S
+    return ResolvedProvider(
+        name,
+        config.kind,
+        config.base_url,
+        key,
+        timeout,
+        config.limits,
+        config.headers,
+        config.options,
+    )
 
 
 class ProviderPool:
@@ -82,7 +201,11 @@ class ProviderPool:
         max_connections: int = 16,
         default_timeout_s: float | None = None,
     ) -> None:
-        self.configs: dict[str, ProviderConfig] = {**BUILTIN_PROVIDERS, **(configs or {})}
+        self.configs: dict[str, ProviderConfig] = {
+            **BUILTIN_PROVIDERS,
+            **registered_configs(),
+            **(configs or {}),
+        }
         self.max_connections = max_connections
         self.default_timeout_s = default_timeout_s
         self._resolved: dict[str, ResolvedProvider] = {}
@@ -96,9 +219,12 @@ class ProviderPool:
         """Look up a configuration's URL and key (ConfigError saying what to set)."""
         resolved = self._resolved.get(name)
         if resolved is None:
-            resolved = self._resolved[name] = resolve(
-                name, self.configs[name], default_timeout_s=self.default_timeout_s
-            )
+            config = self.configs[name]
+            if config.kind in _BUILTIN_KINDS or config.kind not in _PROVIDERS:
+                resolved = resolve(name, config, default_timeout_s=self.default_timeout_s)
+            else:
+                resolved = _resolve_registered(name, config, self.default_timeout_s)
+            self._resolved[name] = resolved
         return resolved
 
     def get(self, ref: ModelRef) -> Provider:
@@ -124,6 +250,9 @@ class ProviderPool:
         endpoints: dict[tuple[str, int], tuple[str, str]] = {}
         for name in sorted(set(names)):
             resolved = self.resolve(name)
+            if resolved.kind not in _BUILTIN_KINDS:
+                self.get(ModelRef(name, "-"))  # a registered provider is built (and checked)
+                continue
             if resolved.kind == "sim" or resolved.base_url is None:
                 continue
             self.get(ModelRef(name, "-"))  # imports the SDK: a missing extra fails here
@@ -139,31 +268,49 @@ class ProviderPool:
         self._providers.clear()
 
 
+LOCAL_START_S = 5.0
+"""How long a refused connection to this machine is retried before the run fails: a
+server started just before (``agentplex sim-server &``, ``llama-server ... &``) may
+still be binding its port."""
+
+
 async def _reach(host: str, port: int, name: str, url: str, timeout_s: float) -> None:
-    try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-    except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise ConfigError(
-            f"provider {name!r}: cannot reach {url} ({reason}). Fix: start the server, or "
-            "correct the base URL (--base-url, the provider's base_url, or its *_BASE_URL "
-            "variable)."
-        ) from None
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + (LOCAL_START_S if is_local(url) else 0.0)
+    while True:
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+            break
+        except ConnectionRefusedError:
+            if loop.time() >= give_up:
+                _unreachable(name, url, "connection refused")
+            await asyncio.sleep(0.1)
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            _unreachable(name, url, reason)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
 
 
+def _unreachable(name: str, url: str, reason: str) -> NoReturn:
+    raise ConfigError(
+        f"provider {name!r}: cannot reach {url} ({reason}). Fix: start the server, or "
+        "correct the base URL (--base-url, the provider's base_url, or its *_BASE_URL "
+        "variable)."
+    ) from None
+
+
 __all__ = [
     "DEFAULT_CALL_TIMEOUT_S",
     "DEFAULT_MODEL",
-    "PROVIDERS",
     "Completion",
     "Limits",
     "Message",
     "ModelRef",
     "Provider",
     "ProviderConfig",
+    "ProviderFactory",
     "ProviderPool",
     "ProviderStatistics",
     "Request",
@@ -171,5 +318,7 @@ __all__ = [
     "Usage",
     "create_provider",
     "parse_model",
+    "provider_kinds",
     "redact",
+    "register_provider",
 ]

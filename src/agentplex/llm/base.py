@@ -170,7 +170,25 @@ class _Timer:
 
 
 class Provider(ABC):
-    """Base class of the LLM providers."""
+    """Base class of the LLM providers: implement ``_complete``.
+
+    Writing one: subclass, set ``name`` and implement ``async _complete(request)
+    -> Completion`` (one call, no retries; raise
+    :class:`~agentplex.exceptions.ProviderError` with ``retryable=True`` for a
+    failure worth retrying, and ``status=429`` for a rate limit). The base
+    class's :meth:`complete` wraps it with the limiter, the call deadline and
+    the counters. Override :meth:`aclose` if it holds connections.
+
+    Register a factory with :func:`agentplex.register_provider`; it is called
+    as ``factory(resolved, max_connections=n)`` with the provider
+    configuration, its URL and key looked up
+    (:class:`~agentplex.llm.config.ResolvedProvider`: ``name``, ``kind``,
+    ``base_url``, ``api_key``, ``timeout_s``, ``limits``, ``headers``,
+    ``options``). The pool then names the provider after its configuration,
+    sets its call deadline and, unless the provider set limits itself, puts
+    it under the configuration's limits. The contract every provider passes
+    is in ``tests/test_plugins.py``.
+    """
 
     name: ClassVar[str]
 
@@ -186,6 +204,17 @@ class Provider(ABC):
         """How errors name this provider (its configuration's name)."""
         self.call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S
         """Wall-clock deadline of each whole call (streaming included); None: no deadline."""
+
+    @property
+    def limits(self) -> Limits | None:
+        """The limits calls are paced by, or None for none."""
+        return self._limits
+
+    def use_limits(self, limits: Limits, key: str) -> None:
+        """Pace every call by ``limits``, shared process-wide by everything that uses ``key``."""
+        self._limits = limits
+        self._limit_key = key
+        self._limiters.clear()
 
     def set_call_timeout(self, timeout_s: float) -> None:
         """Set :attr:`call_timeout_s`; ``math.inf`` means no deadline."""

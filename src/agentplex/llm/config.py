@@ -25,14 +25,24 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from agentplex.exceptions import ConfigError
 from agentplex.llm.limits import Limits
 
-Kind = Literal["sim", "openai", "anthropic", "ollama"]
+Kind = str
+"""A provider kind: a built-in one (:data:`KINDS`) or one given to
+:func:`agentplex.register_provider`."""
 KINDS: tuple[Kind, ...] = ("sim", "openai", "anthropic", "ollama")
+
+
+def known_kinds() -> tuple[str, ...]:
+    """Return every provider kind a configuration may name: built-in and registered."""
+    from agentplex.llm import provider_kinds  # the registry imports this module
+
+    return provider_kinds()
+
 
 _KEY_SHAPES = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-(?:proj-)?[A-Za-z0-9_\-]{16,}|"
@@ -388,10 +398,11 @@ def provider_config_from_data(name: str, data: Mapping[str, Any], where: str) ->
             f"{where}: providers.{name}: unknown field(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}."
         )
-    kind = data.get("kind", name if name in KINDS else None)
-    if kind not in KINDS:
+    kinds = known_kinds()
+    kind = data.get("kind", name if name in kinds else None)
+    if kind not in kinds:
         raise ConfigError(
-            f"{where}: providers.{name}: kind must be one of {', '.join(KINDS)}"
+            f"{where}: providers.{name}: kind must be one of {', '.join(kinds)}"
             f"{'' if 'kind' in data else ' (a provider with a new name must say its kind)'}."
         )
     limits = Limits(

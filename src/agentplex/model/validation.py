@@ -542,7 +542,7 @@ def _compile(wf: Workflow, *, lenient: bool, on_cycle: OnCycle, imports: bool) -
         more = f" and {len(checker.not_imported) - 5} more" if len(checker.not_imported) > 5 else ""
         checker.warnings.append(
             f"{wf.source or '<workflow>'}: the modules of function node(s) {shown}{more} were "
-            "checked but not imported (imports=False); pass --import to import them."
+            "checked but not imported; pass --import (imports=True in Python) to import them."
         )
     compiled = CompiledWorkflow(
         name=wf.name,

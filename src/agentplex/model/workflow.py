@@ -2,30 +2,36 @@
 
 A :class:`Workflow` is a small, mutable builder (``wf.agent(...)``,
 ``@wf.step(...)``, ``wf.map(...)``); every node it holds is a frozen
-dataclass. :meth:`Workflow.compile` validates the whole graph and returns a
-:class:`CompiledWorkflow`, the immutable spec that schedulers, runners and
-reports work from. Compiling never mutates the builder, so one builder can be
-edited and compiled again.
+dataclass. Each method that adds a node returns a reference to it for
+``depends_on``: the node's id, a ``str`` (``@wf.step`` returns a :class:`Step`,
+an id that still calls the decorated function). :meth:`Workflow.compile`
+validates the whole graph and returns a :class:`CompiledWorkflow`, the
+immutable spec that schedulers, runners and reports work from. Compiling never
+mutates the builder, so one builder can be edited and compiled again.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast
 
-from agentplex.exceptions import DuplicateNodeError, SchemaError
+from agentplex.exceptions import DependencyError, DuplicateNodeError, SchemaError
 from agentplex.llm.config import ProviderConfig
 from agentplex.llm.pricing import Price
 from agentplex.model.binding import Binding
 from agentplex.model.ids import is_valid_node_id, suggest_node_id
 from agentplex.model.roles import Role, RoleLibrary, normalize_role
 
-ExecutorName = Literal["auto", "inline", "thread", "process", "dask"]
+ExecutorName = str
+"""``auto``, a built-in executor (``inline``, ``thread``, ``process``, ``dask``), or the
+name of one registered with :func:`agentplex.register_executor`."""
 OnCycle = Literal["error", "declared_order"]
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Duration estimates (seconds) used for scheduling priority when a node gives none.
 DEFAULT_AGENT_ESTIMATE_S = 1.0
@@ -105,7 +111,8 @@ class FunctionNode(Node):
     """``module:function`` as written in a workflow file."""
     executor: ExecutorName = "auto"
     """``auto``: async functions inline, sync ones in threads, ``cpu_bound`` ones in processes
-    (or on Dask when the run says ``executor="dask"``); ``dask``: always on the Dask cluster."""
+    (or on Dask when the run says ``executor="dask"``); ``dask``: always on the Dask cluster;
+    any other name: the executor registered under it (:func:`agentplex.register_executor`)."""
     cpu_bound: bool = False
 
     @property
@@ -119,8 +126,8 @@ class FunctionNode(Node):
             return self.target
         return getattr(self.fn, "__qualname__", repr(self.fn))
 
-    def resolved_executor(self) -> Literal["inline", "thread", "process", "dask"]:
-        """Return where this function runs."""
+    def resolved_executor(self) -> str:
+        """Return where this function runs: an executor's name, never ``auto``."""
         if self.executor != "auto":
             return self.executor
         if self.cpu_bound:
@@ -245,6 +252,49 @@ class CompiledWorkflow:
         return layers(self.deps)
 
 
+class Step(str, Generic[P, R]):
+    """What ``@wf.step`` returns: the node's id, which still calls the function.
+
+    Being the id (a ``str``), it goes wherever a node reference goes
+    (``depends_on=[word_count]``); calling it calls the decorated function, so
+    code and tests may still call ``word_count("some text")`` directly. Its
+    ``__wrapped__`` is the function itself.
+    """
+
+    __wrapped__: Callable[P, R]
+
+    def __new__(cls, node_id: str, fn: Callable[P, R]) -> Step[P, R]:
+        step = super().__new__(cls, node_id)
+        step.__wrapped__ = fn
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            value = getattr(fn, name, None)
+            if value is not None:
+                setattr(step, name, value)
+        return step
+
+    @property
+    def id(self) -> str:
+        """The node id, as a plain ``str``."""
+        return str.__str__(self)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Step({self.id!r}, {getattr(self.__wrapped__, '__qualname__', self.__wrapped__)!r})"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # By name where its module holds it (so a process pool finds the same object),
+        # else rebuilt from the id and the function.
+        module = sys.modules.get(getattr(self, "__module__", "") or "")
+        found: Any = module
+        for part in str(getattr(self, "__qualname__", "")).split("."):
+            found = getattr(found, part, None)
+        if found is self:
+            return str(self.__qualname__)
+        return (Step, (self.id, self.__wrapped__))
+
+
 class Workflow:
     """Build a workflow in Python, node by node.
 
@@ -259,7 +309,8 @@ class Workflow:
         def word_count(compare: str) -> int:
             return len(compare.split())
 
-    Every method that adds a node returns its id, to use in ``depends_on``.
+    Every method that adds a node returns its id, to use in ``depends_on``
+    (``@wf.step`` returns a :class:`Step`: the id, still callable as the function).
     """
 
     def __init__(
@@ -311,7 +362,12 @@ class Workflow:
         Raises:
             DuplicateNodeError: if a node with this id exists already.
             SchemaError: if the id is not a valid node id.
+            DependencyError: if a dependency is not a node id (naming the fix).
         """
+        return self._add(node, check_deps=True)
+
+    def _add(self, node: Node, *, check_deps: bool) -> str:
+        """Add ``node``; builder methods pass ``check_deps=False``, having checked them."""
         if not is_valid_node_id(node.id):
             raise SchemaError(
                 f"{node.id!r} is not a valid node id.",
@@ -321,6 +377,8 @@ class Workflow:
                 path=self.source,
                 line=node.line,
             )
+        if check_deps:
+            self._check_dependencies(node.depends_on, node.id, node.line)
         if node.id in self._nodes:
             raise DuplicateNodeError(
                 "a node with this id exists already.",
@@ -358,12 +416,12 @@ class Workflow:
         passed to the provider. ``cache=False`` never reuses a cached answer.
         """
         node_id = id if id is not None else self._unique_id(normalize_role(role))
-        return self.add(
+        return self._add(
             AgentNode(
                 id=node_id,
                 role=role,
                 task=task,
-                depends_on=tuple(depends_on),
+                depends_on=self._dependencies(depends_on, node_id),
                 model=model,
                 timeout_s=timeout_s,
                 retries=retries,
@@ -371,7 +429,8 @@ class Workflow:
                 estimate_s=estimate_s,
                 cache=cache,
                 options=MappingProxyType(dict(options)),
-            )
+            ),
+            check_deps=False,
         )
 
     def function(
@@ -398,13 +457,15 @@ class Workflow:
         reuses a cached result for the same arguments (only for functions
         without side effects).
         """
+        if isinstance(fn, Step):
+            fn = fn.__wrapped__
         name = getattr(fn, "__name__", "function")
         node_id = id if id is not None else self._unique_id(name if name != "<lambda>" else "fn")
-        return self.add(
+        return self._add(
             FunctionNode(
                 id=node_id,
                 fn=fn,
-                depends_on=tuple(depends_on),
+                depends_on=self._dependencies(depends_on, node_id),
                 cpu_bound=cpu_bound,
                 executor=executor,
                 timeout_s=timeout_s,
@@ -412,7 +473,8 @@ class Workflow:
                 retry_on=tuple(retry_on),
                 estimate_s=estimate_s,
                 cache=cache,
-            )
+            ),
+            check_deps=False,
         )
 
     def step(
@@ -425,11 +487,17 @@ class Workflow:
         timeout_s: float | None = None,
         retries: int | None = None,
         retry_on: Sequence[type[BaseException]] = (),
-    ) -> Callable[[F], F]:
-        """Decorate a function to add it as a function node; the function is returned as is."""
+        estimate_s: float | None = None,
+        cache: bool | None = None,
+    ) -> Callable[[Callable[P, R]], Step[P, R]]:
+        """Decorate a function to add it as a function node (see :meth:`function`).
 
-        def register(fn: F) -> F:
-            self.function(
+        Returns a :class:`Step`: the node's id, to pass in other nodes'
+        ``depends_on``, which still calls the function when called.
+        """
+
+        def register(fn: Callable[P, R]) -> Step[P, R]:
+            node_id = self.function(
                 fn,
                 id=id,
                 depends_on=depends_on,
@@ -438,8 +506,10 @@ class Workflow:
                 timeout_s=timeout_s,
                 retries=retries,
                 retry_on=retry_on,
+                estimate_s=estimate_s,
+                cache=cache,
             )
-            return fn
+            return Step(node_id, fn)
 
         return register
 
@@ -495,8 +565,16 @@ class Workflow:
                 timeout_s=timeout_s,
             )
         node_id = id if id is not None else self._unique_id(base)
-        deps = tuple(dict.fromkeys([over, *depends_on]))
-        return self.add(
+        if not isinstance(over, str):
+            raise DependencyError(
+                f"maps over {over!r}, which is not a node reference.",
+                hint="pass the id of the node whose output is the list, as wf.agent(), "
+                "wf.function() or @wf.step returned it.",
+                node_id=node_id,
+                field="over",
+            )
+        deps = tuple(dict.fromkeys([str(over), *self._dependencies(depends_on, node_id)]))
+        return self._add(
             MapNode(
                 id=node_id,
                 over=over,
@@ -504,7 +582,8 @@ class Workflow:
                 depends_on=deps,
                 retries=retries,
                 max_items=max_items,
-            )
+            ),
+            check_deps=False,
         )
 
     def compile(
@@ -536,6 +615,63 @@ class Workflow:
 
         return compile_workflow(self, lenient=lenient, on_cycle=on_cycle, imports=imports)
 
+    def _dependencies(self, depends_on: Any, node_id: str) -> tuple[str, ...]:
+        """Return ``depends_on`` as a tuple of node ids.
+
+        Raises:
+            DependencyError: naming the node and the fix, for anything but node references.
+        """
+        if isinstance(depends_on, str):
+            raise DependencyError(
+                f"depends_on is the single string {str(depends_on)!r}, not a list of nodes.",
+                hint=f"write depends_on=[{str(depends_on)!r}].",
+                node_id=node_id,
+                field="depends_on",
+            )
+        if not isinstance(depends_on, Iterable):
+            raise DependencyError(
+                f"depends_on must be a list of node references, got {depends_on!r}.",
+                hint="pass a list of what wf.agent(), wf.function() or @wf.step returned.",
+                node_id=node_id,
+                field="depends_on",
+            )
+        deps = tuple(depends_on)
+        for dep in deps:  # a plain loop: this runs for every node a builder adds
+            if type(dep) is not str:
+                break
+        else:
+            return deps
+        self._check_dependencies(deps, node_id, None)
+        return tuple(str.__str__(dep) for dep in deps)  # a Step becomes its plain id
+
+    def _check_dependencies(self, deps: Any, node_id: str, line: int | None) -> None:
+        """Raise a DependencyError naming ``node_id`` for a dependency that is not a node id."""
+        for dep in deps if isinstance(deps, tuple | list) else [deps]:
+            if isinstance(dep, str):
+                continue
+            held = [
+                nid
+                for nid, node in self._nodes.items()
+                if isinstance(node, FunctionNode) and node.fn is dep
+            ]
+            if held:
+                hint = f"use its node id {held[0]!r} (what wf.function() returned)."
+            elif callable(dep):
+                hint = (
+                    "add the function as a node first (wf.function(fn) returns its id; "
+                    "@wf.step returns a reference that depends_on takes), then pass that."
+                )
+            else:
+                hint = "pass what wf.agent(), wf.function() or @wf.step returned, or a node id."
+            raise DependencyError(
+                f"depends on {_describe(dep)}, which is not a node reference.",
+                hint=hint,
+                node_id=node_id,
+                field="depends_on",
+                path=self.source,
+                line=line,
+            )
+
     def _unique_id(self, base: str) -> str:
         base = suggest_node_id(base)
         if base not in self._nodes:
@@ -544,3 +680,11 @@ class Workflow:
         while f"{base}_{n}" in self._nodes:
             n += 1
         return f"{base}_{n}"
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value put where a node reference belongs."""
+    if callable(value):
+        return f"the function {getattr(value, '__qualname__', repr(value))!r}"
+    text = repr(value)
+    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else text

@@ -125,7 +125,9 @@ async def aask(
     wf = Workflow("plan" if dry else "ask", description=question[:200], roles=role_list)
     wf.function(question_node(planner), id=COORDINATOR)
     compiled = wf.compile()
-    result = await arun(compiled, observers=observers, attach=planner.attach, **options)
+    result = await arun(
+        compiled, observers=observers, control=planner.attach, tools=planner.tools, **options
+    )
     answer = "" if dry or not result.ok else planner.answer(result.outputs, compiled.deps)
     accepted = (
         result.nodes[COORDINATOR].output

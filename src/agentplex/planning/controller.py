@@ -48,7 +48,7 @@ from agentplex.planning.check import CheckedPlan, PlannedAgent, check_agent, che
 from agentplex.planning.parse import AgentLines, find_json, find_plan
 
 if TYPE_CHECKING:
-    from agentplex.engine.runner import _Run
+    from agentplex.engine.state import RunControl
 
 COORDINATOR = "coordinator"
 REVIEW = "review"
@@ -108,7 +108,8 @@ class Planner:
         self.settings = settings
         self.roles = roles
         self.offered: list[Role] = [roles[name] for name in roles if name != COORDINATOR]
-        self.run: _Run | None = None
+        self.run: RunControl | None = None
+        """The run being planned, through what a planner may do to it."""
         self.attempts: list[Attempt] = []
         self.warnings: list[str] = []
         self.plan: CheckedPlan | None = None
@@ -130,28 +131,25 @@ class Planner:
 
     # -- wiring ----------------------------------------------------------------------------
 
-    def attach(self, run: _Run) -> None:
+    def attach(self, run: RunControl) -> None:
+        """Plan inside ``run``: gate its nodes (the token budget) and watch its events.
+
+        The run must have been given :attr:`tools` (``arun(..., tools=planner.tools)``).
+        """
         self.run = run
-        run.gate = self.gate
-        run.finisher = self.finish
-        run.bodies.tools = self.tools
-        run.observers.append(self)
+        run.gate(self.gate)
+        run.observe(self)
         self.json_mode = self._json_mode(run)
 
     @staticmethod
-    def _json_mode(run: _Run) -> dict[str, Any]:
+    def _json_mode(run: RunControl) -> dict[str, Any]:
         """The provider's JSON mode for plans and reviews, where it has one.
 
         OpenAI-compatible endpoints (OpenAI, vLLM, Ollama, llama.cpp, LM Studio)
         take ``response_format: json_object``; Anthropic has no such mode, so
         there the prompt's "JSON only" and a tolerant parser do the work.
         """
-        from agentplex.exceptions import ConfigError
-
-        try:
-            kind = run.bodies.providers.resolve(run.bodies.default_model.provider).kind
-        except ConfigError:
-            return {}  # reported by the run's preflight
+        kind = run.provider_kind()  # None: unknown, reported by the run's preflight
         return {"response_format": {"type": "json_object"}} if kind in ("openai", "ollama") else {}
 
     def __call__(self, event: ev.Event) -> None:
@@ -304,12 +302,12 @@ class Planner:
         base = plan_node_id(agent.index, agent.role)
         node_id = f"{parent}/{base}" if parent else base
         n = 2
-        while node_id in run.nodes or node_id in self.depth:
+        while node_id in run.workflow.nodes or node_id in self.depth:
             node_id = f"{parent}/{base}_{n}" if parent else f"{base}_{n}"
             n += 1
         deps = tuple(ids[d] for d in agent.depends_on)
         if parent is not None and not agent.depends_on:
-            deps = tuple(run.wf.deps[parent])  # a sub-plan's roots see what its agent saw
+            deps = tuple(run.workflow.deps[parent])  # a sub-plan's roots see what its agent saw
         task = agent.task
         delegating = False
         if agent.delegate:
@@ -338,7 +336,7 @@ class Planner:
             self.top_nodes.append(node_id)
             return node_id
         if delegating:
-            run.finishing.add(node_id)
+            run.finish_later(node_id, self.finish)
         if parent is None:
             self.top_nodes.append(node_id)
             if self.first_dispatch is None:
@@ -351,7 +349,7 @@ class Planner:
         limit = self.settings.max_tokens
         if limit is None or self.run is None:
             return
-        used = sum(u.total_tokens for u in self.run.usage.values())
+        used = self.run.tokens_used()
         if used >= limit:
             raise BudgetExceededError(
                 f"the token budget max_tokens={limit:,} is used up ({used:,} tokens so far); "
@@ -385,7 +383,7 @@ class Planner:
         for index in order:
             sub = self.dispatch(by_index[index], ids, parent=node_id, depth=depth)
             members.append(sub)
-            if self.run is not None and sub not in self.run.status:
+            if self.run is not None and self.run.node(sub).status == "pending":
                 self.waiters[sub] = loop.create_future()
         self.sub_plans[node_id] = members
         waiting = [self.waiters[m] for m in members if m in self.waiters]
@@ -393,19 +391,22 @@ class Planner:
             await asyncio.gather(*waiting)
         run = self.run
         assert run is not None
-        failed = [m for m in members if run.status.get(m) != "succeeded"]
+        ended = {m: run.node(m) for m in members}
+        failed = [m for m, n in ended.items() if n.status != "succeeded"]
         if failed:
-            error = run.errors.get(failed[0], ("", ""))[0] or run.status.get(failed[0], "")
+            first = ended[failed[0]]
+            error = first.error or ("" if first.status == "pending" else str(first.status))
             raise AgentplexError(f"{node_id}'s sub-plan failed at {failed[0]}: {error}")
-        sinks = _sinks(members, {m: run.wf.deps[m] for m in members})
-        return _combine({s: run.outputs[s] for s in sinks})
+        deps = run.workflow.deps
+        sinks = _sinks(members, {m: deps[m] for m in members})
+        return _combine({s: ended[s].output for s in sinks})
 
     # -- review ----------------------------------------------------------------------------
 
     def add_review(self) -> None:
         run = self.run
         assert run is not None
-        final = _sinks(self.top_nodes, run.wf.deps)  # the results the answer is made of
+        final = _sinks(self.top_nodes, run.workflow.deps)  # the results the answer is made of
         node = AgentNode(
             id=REVIEW,
             role=COORDINATOR,
@@ -430,12 +431,12 @@ class Planner:
         asked: list[Any] = raw if isinstance(raw, list) else []
         for item in asked[: self.settings.review]:
             target = item.get("agent") if isinstance(item, Mapping) else None
-            if target not in run.wf.deps[REVIEW] or target in self.revised:
+            if target not in run.workflow.deps[REVIEW] or target in self.revised:
                 self.warnings.append(
                     f"the review asked to revise {target!r}, not one of the final results."
                 )
                 continue
-            original = run.nodes[target]
+            original = run.workflow.nodes[target]
             assert isinstance(original, AgentNode)
             critique = str(item.get("critique") or "improve it")
             node = AgentNode(

@@ -1,7 +1,8 @@
 """Batch progress: a live panel in a terminal, a plain line every few seconds in a log.
 
 Both show items done / running / queued / failed, nodes in flight, tokens,
-cost so far, throughput and ETA, computed from the event stream only.
+cost so far, throughput and ETA, computed from the event stream only. After
+the batch, :func:`render_batch_summary` lists what did not succeed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agentplex import events as ev
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from agentplex.batch.result import BatchResult
 
@@ -125,3 +126,36 @@ class BatchProgress:
             self._live = None
         if not self.live_mode:
             self.console.print(self.line(), highlight=False, soft_wrap=True)
+
+
+def render_batch_summary(result: BatchResult) -> RenderableType:
+    """Return the failed items (key, status, where, error), then the batch's headline figures."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    failed = result.failed()
+    if failed:
+        table = Table(title=f"{len(failed)} item(s) did not succeed", title_justify="left")
+        for column in ("key", "status", "where", "error"):
+            table.add_column(column, overflow="fold")
+        for item in failed[:50]:  # Text: a key or an error is never read as rich markup
+            table.add_row(
+                Text(item.key), Text(item.status), Text(item.where or ""), Text(item.error or "")
+            )
+        parts.append(table)
+        if len(failed) > 50:
+            parts.append(Text(f"... and {len(failed) - 50} more (see summary.csv)"))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    usage = result.usage
+    cost = "no cost known" if result.cost_usd is None else f"cost ${result.cost_usd:.4f}"
+    cached = f" | {usage.cached_calls:,} call(s) from the cache" if usage.cached_calls else ""
+    parts.append(
+        Text(
+            f"{len(result)} items: {counts} | wall {result.wall_s:.2f}s | sequential estimate "
+            f"{result.sequential_s:.2f}s | speedup {result.speedup:.1f}x | tokens "
+            f"{usage.input_tokens:,} in / {usage.output_tokens:,} out | {cost}{cached}"
+        )
+    )
+    return Group(*parts)

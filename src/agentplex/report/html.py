@@ -101,56 +101,32 @@ def _read_json(source: Path) -> Any:
 
 
 def record_from_store(store: Any, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A run or batch record (as ``run.json``/``batch.json`` have it) rebuilt from the store,
-    also for a crashed run; for a batch, also its first item runs' records.
+    """A run or batch record (as ``run.json``/``batch.json`` have it) from the store's typed
+    result (:func:`~agentplex.batch.result.load_result`), also for a crashed run; for a
+    batch, also its first item runs' records.
 
     Raises:
         StoreError: if the run is not in the store, or its record has a field
             of the wrong type (naming the run and the field).
     """
+    from agentplex.batch.result import BatchResult, load_result
     from agentplex.exceptions import StoreError
-    from agentplex.store import batch_items, shown_status
 
     where = f"run {run_id} in the store"
-    check = RecordCheck(where, lambda w, problem: StoreError(f"{w}: {problem}"))
-    run = store.get_run(run_id)
-    if not isinstance(run.summary, Mapping):
-        check.fail("summary", run.summary, "an object")
-    settings = run.settings if isinstance(run.settings, Mapping) else {}
-    record: dict[str, Any] = {"workflow": run.workflow, **dict(run.summary)}
-    record["status"] = shown_status(run)
-    if settings.get("kind") == "batch":
-        record["batch_id"] = run.run_id
-        record.setdefault("strategy", settings.get("strategy") or "dataflow")
-        record.setdefault("max_concurrency", settings.get("max_concurrency"))
-        try:
-            record["items"] = batch_items(store, run)
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            raise StoreError(
-                f"{where}: its item records are damaged ({clip(exc)}). {FIX}"
-            ) from None
-        items = check.batch(record)["items"]
-        if "counts" not in record:  # interrupted: no summary yet; add up what the items have
-            counts: dict[str, int] = {}
-            for item in items:
-                counts[item["status"]] = counts.get(item["status"], 0) + 1
-            costs = [item["cost_usd"] for item in items if item["cost_usd"] is not None]
-            record["counts"] = counts
-            record["tokens"] = {
-                side: sum((item["tokens"] or {}).get(side, 0) for item in items)
-                for side in ("input", "output")
-            }
-            record["cost_usd"] = sum(costs) if costs else None
-        started = [item for item in items if item["run_id"]][:MAX_ITEM_REPORTS]
-        return record, {
-            item["key"]: record_from_store(store, item["run_id"])[0] for item in started
-        }
-    record["run_id"] = run.run_id
-    record["nodes"] = {
-        node_id: dict(n.record) if isinstance(n.record, Mapping) else n.record
-        for node_id, n in store.get_nodes(run_id).items()
-    }
-    check.run(record)
+
+    def checked(name: str) -> RecordCheck:
+        return RecordCheck(name, lambda w, problem: StoreError(f"{w}: {problem}"))
+
+    result = load_result(store, run_id, item_runs=MAX_ITEM_REPORTS)
+    if isinstance(result, BatchResult):
+        record = result.to_dict()
+        checked(where).batch(record)
+        runs = {key: item.run.to_dict() for key, item in result.items() if item.run is not None}
+        for key, run in runs.items():
+            checked(f"{where} (item {clip(key, 40)})").run(run)
+        return record, runs
+    record = result.to_dict()
+    checked(where).run(record)
     return record, {}
 
 

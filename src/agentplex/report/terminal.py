@@ -87,15 +87,20 @@ def dot(compiled: CompiledWorkflow) -> str:
     return "\n".join(lines)
 
 
-def render_summary(result: RunResult, *, nodes: bool = True) -> RenderableType:
-    """Return the after-run summary: a node table and the headline figures."""
+def render_summary(
+    result: RunResult, *, nodes: bool = True, hint: str | None = None
+) -> RenderableType:
+    """Return the after-run summary: a node table and the headline figures.
+
+    Every failed node gets one line; ``hint`` is added to the lines of
+    failed Python steps (how to see their traceback).
+    """
     parts: list[RenderableType] = []
     if nodes:
         table = Table(title=f"{result.workflow} - {result.status}", title_justify="left")
         for column in ("node", "role", "status", "start s", "end s", "took s", "tries", "tokens"):
-            table.add_column(
-                column, justify="left" if column in ("node", "role", "status") else "right"
-            )
+            left = column in ("node", "role", "status")
+            table.add_column(column, justify="left" if left else "right", overflow="fold")
         for node in sorted(
             result.nodes.values(), key=lambda n: (n.started_s is None, n.started_s or 0)
         ):
@@ -112,10 +117,58 @@ def render_summary(result: RunResult, *, nodes: bool = True) -> RenderableType:
             )
         parts.append(table)
     parts.append(headline(result))
-    failures = [n for n in result.nodes.values() if n.status == "failed"]
-    for node in failures:
-        parts.append(Text(f"  {node.node_id} failed: {node.error}", style="red"))
+    for node in result.nodes.values():
+        if node.status == "failed":
+            line = Text(f"  {node.node_id} failed: {node.error}", style="red")
+            if hint and node.kind in ("function", "map") and node.role is None:
+                line.append(f" {hint}", style="dim")
+            parts.append(line)
     return Group(*parts)
+
+
+def render_final_outputs(compiled: CompiledWorkflow, result: RunResult) -> RenderableType:
+    """Return a panel per sink (a node nothing depends on) that succeeded, with its output."""
+    from rich.panel import Panel
+
+    from agentplex.model.graph import successors
+
+    panels: list[RenderableType] = []
+    for node_id, children in successors(compiled.deps).items():
+        node = result.nodes.get(node_id)
+        if children or node is None or node.status != "succeeded":
+            continue
+        text = node.output if isinstance(node.output, str) else repr(node.output)
+        # An output is the model's text: shown as text, never read as rich markup.
+        title = Text(f"output of {node_id}")
+        panels.append(Panel(Text(text), title=title, title_align="left", expand=False))
+    return Group(*panels)
+
+
+def render_benchmark(result: Any) -> RenderableType:
+    """Return the designs of a benchmark as a table: wall time, speedup, calls, tokens, 429s."""
+    from agentplex.batch.benchmark import DESIGNS
+
+    caption = "; ".join(f"{name}: {what}" for name, what in DESIGNS.items())
+    table = Table(
+        title=f"{result.workflow}: {result.designs[0].items} items",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
+    for column in ("design", "wall", "speedup", "concurrency", "calls", "tokens", "429s", "failed"):
+        table.add_column(column, justify="left" if column == "design" else "right")
+    for row in result.designs:
+        table.add_row(
+            row.design,
+            f"{row.wall_s:.2f}s",
+            "-" if row.speedup is None else f"{row.speedup:.1f}x",
+            str(row.max_concurrency),
+            f"{row.calls:,}",
+            f"{row.input_tokens + row.output_tokens:,}",
+            str(row.rate_limited),
+            str(row.failed),
+        )
+    return table
 
 
 def headline(result: RunResult) -> Text:

@@ -18,7 +18,8 @@ back is checked field by field (:mod:`agentplex.store.checks`), so a damaged or
 planted store file is a :class:`StoreError` naming the file and the fix, never
 code execution and never a traceback.
 
-Owns: the run store (memory and SQLite), the recorder that writes a run's
+Owns: the run store (memory and SQLite) and the registry of store schemes
+(:func:`register_store`, :func:`open_store`), the recorder that writes a run's
 events to it, the checks on every record read back, the codec for stored
 values, content keys of nodes (keys) and the result cache (cache).
 
@@ -29,21 +30,27 @@ agentplex.model, agentplex.llm (the cache keys LLM requests).
 from __future__ import annotations
 
 import os
+import re
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentplex.exceptions import (
+    ConfigError,
     DecodeError,
     EncodeError,
     RunNotFoundError,
     StoreError,
     UnstorableOutputError,
 )
+from agentplex.result import RUN_STATUSES, NodeResult, RunResult, Status
 from agentplex.store.codec import decode, encode
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
+"""A store scheme: two characters at least, so ``C:/runs`` stays a path."""
 
 SCHEMA_VERSION = 2
 """2: node outputs are codec JSON (1 kept them as pickles, which are never read now)."""
@@ -119,6 +126,16 @@ class RunRecord:
     summary: Mapping[str, Any] = field(default_factory=dict)
     """The final result record (``RunResult.to_dict()`` without outputs) once ended."""
 
+    @property
+    def is_batch(self) -> bool:
+        """Whether this record is a batch (its items are runs of their own)."""
+        return isinstance(self.settings, Mapping) and self.settings.get("kind") == "batch"
+
+    @property
+    def shown_status(self) -> Status:
+        """The status for people: a ``running`` run whose writer is gone was interrupted."""
+        return Status(shown_status(self))
+
 
 @dataclass(frozen=True, slots=True)
 class StoredNode:
@@ -130,6 +147,21 @@ class StoredNode:
     output: Any = None
     record: Mapping[str, Any] = field(default_factory=dict)
     """``NodeResult.to_dict()`` (timings, attempts, usage, cost, error...)."""
+
+    def result(self) -> NodeResult:
+        """Return the node's result, typed (its record read by :meth:`NodeResult.from_dict`).
+
+        Raises:
+            DecodeError: naming the field, if the record has one of the wrong type.
+        """
+        return NodeResult.from_dict(
+            {
+                **self.record,
+                "node_id": self.node_id,
+                "status": str(self.status),
+                "output": self.output,
+            }
+        )
 
 
 def _stat(pid: int) -> tuple[str, str] | None:
@@ -183,7 +215,17 @@ def owner_alive(owner: str | None) -> bool:
 
 
 class RunStore(ABC):
-    """Where runs are recorded; see the module docstring for the guarantees."""
+    """Where runs are recorded; see the module docstring for the guarantees.
+
+    Writing one: subclass and implement the abstract methods. Writes may be
+    queued, as long as :meth:`sync` returns only once they are durable; a
+    node's output is kept as :meth:`encode_output` makes it (the codec refuses
+    what cannot be stored, before anything is recorded) and given back through
+    :meth:`decode_output`. :class:`MemoryStore` is the shortest complete example.
+    Register a factory for a scheme with :func:`register_store` and
+    ``open_store("scheme://...")`` (and ``--store scheme://...``) builds it.
+    The contract every store passes is ``tests/test_store.py``.
+    """
 
     location: str = "memory"
 
@@ -262,7 +304,81 @@ class RunStore(ABC):
     def get_events(self, run_id: str) -> list[dict[str, Any]]:
         """Return the run's events in order, as ``{seq, t, kind, node_id, data}``."""
 
+    # -- typed reads (every store gets them from the reads above) ----------------
+
+    def load_run(self, run_id: str) -> RunResult:
+        """Return a stored run (not a batch) as a typed result, also one that never ended.
+
+        An ended run is its stored summary and node records. A run still
+        ``running`` (or interrupted: its writer died) has no summary yet: its
+        status is ``running`` or ``interrupted``, its wall time the time it
+        was written for, and its nodes those stored so far. A batch is read
+        with :func:`agentplex.batch.result.load_result`.
+
+        Raises:
+            RunNotFoundError: if there is no such run.
+            StoreError: naming the store, the run and the field, if a stored
+                record is damaged.
+        """
+        record = self.get_run(run_id)
+        nodes = self.get_nodes(run_id)
+        summary = record.summary if isinstance(record.summary, Mapping) else {}
+        settings = record.settings if isinstance(record.settings, Mapping) else {}
+        shown = record.shown_status
+        ended = shown in RUN_STATUSES
+        data = {
+            "strategy": settings.get("strategy") or "dataflow",
+            "max_concurrency": settings.get("max_concurrency") or 1,
+            "wall_s": max(0.0, float(record.updated) - float(record.created)),
+            "inputs": dict(record.inputs) if isinstance(record.inputs, Mapping) else {},
+            **summary,
+            "run_id": record.run_id,
+            "workflow": record.workflow,
+            # The schema's run statuses are those of ended runs; the shown one goes back below.
+            "status": str(shown) if ended else str(Status.CANCELLED),
+            "nodes": {},
+        }
+        try:
+            result = RunResult.from_dict(data)
+            typed = {node_id: node.result() for node_id, node in nodes.items()}
+        except DecodeError as exc:
+            raise damaged(self.location, f"run {run_id!r}", str(exc)) from None
+        return replace(result, status=shown, nodes=typed)
+
+    # -- helpers for implementations ------------------------------------------
+
+    def encode_output(self, run_id: str, node: StoredNode) -> str:
+        """Return ``node``'s output as the text a store keeps (JSON with tagged types).
+
+        Raises:
+            UnstorableOutputError: naming the node and what to return instead.
+        """
+        return output_text(run_id, node)
+
+    @staticmethod
+    def writer() -> str:
+        """This process as a run's writer (``host:pid@start``), for :attr:`RunRecord.owner`."""
+        return this_owner()
+
+    def refuse_if_busy(self, held: RunRecord | None) -> None:
+        """Refuse to claim ``held`` (the stored record of a run) while another process writes it.
+
+        Raises:
+            StoreError: naming the writing process, if it is alive.
+        """
+        if held is not None and owner_alive(held.owner):
+            raise busy(held.run_id, held.owner)
+
+    def decode_output(self, run_id: str, node_id: str, text: Any) -> Any:
+        """Return the value :meth:`encode_output` made ``text`` from.
+
+        Raises:
+            StoreError: naming this store and the fix, if ``text`` is damaged.
+        """
+        return decoded_output(self.location, run_id, node_id, text)
+
     def not_found(self, run_id: str) -> RunNotFoundError:
+        """The error for a run this store does not hold, with how to list its runs."""
         return RunNotFoundError(
             f"no run {run_id!r} in the store at {self.location}. "
             "Fix: 'agentplex runs' lists the runs it holds (or pass --store PATH)."
@@ -280,8 +396,8 @@ class MemoryStore(RunStore):
     def begin_run(self, record: RunRecord, *, claim: bool = True) -> None:
         old = self.runs.get(record.run_id)
         # A writer holds its run until end_run (also once its last node marked it succeeded).
-        if claim and old is not None and owner_alive(old.owner):
-            raise busy(record.run_id, old.owner)
+        if claim:
+            self.refuse_if_busy(old)
         created = old.created if old is not None else record.created
         self.runs[record.run_id] = replace(record, created=created, owner=this_owner())
         self.nodes.setdefault(record.run_id, {})
@@ -463,20 +579,100 @@ def default_store_path() -> Path:
     return Path(".agentplex") / "runs.sqlite"
 
 
-def open_store(where: str | Path | RunStore | None = None) -> RunStore:
-    """Return ``where`` if it is a store, else the SQLite store at ``where`` (or the default).
+StoreFactory = Callable[[str], RunStore]
+"""``factory(where: str) -> RunStore``: ``where`` is the whole ``scheme://...`` string."""
 
-    Raises:
-        StoreError: if the file is not a usable store.
-    """
-    if isinstance(where, RunStore):
-        return where
+
+def _sqlite(where: str) -> RunStore:
     from agentplex.store.sqlite import SqliteStore
 
-    path = Path(where) if where is not None else default_store_path()
+    path = Path(where.removeprefix("sqlite://"))
     if path.suffix == "" or path.is_dir():
         path = path / "runs.sqlite"
     return SqliteStore(path)
+
+
+def _memory(where: str) -> RunStore:
+    return MemoryStore()
+
+
+_STORES: dict[str, StoreFactory] = {"sqlite": _sqlite, "memory": _memory}
+
+
+def register_store(scheme: str, factory: StoreFactory, *, replace: bool = False) -> None:
+    """Make :func:`open_store` (and ``--store``) build ``scheme://...`` stores with ``factory``.
+
+    ``factory(where)`` gets the whole string (``"mystore://bucket/runs"``) and
+    returns a new :class:`RunStore`. Built in: ``sqlite://PATH`` (the same as a
+    plain path) and ``memory://`` (a :class:`MemoryStore`).
+
+    Raises:
+        ConfigError: if ``scheme`` is not a plain name (letters, digits, ``+``,
+            ``-``, ``.``; at least two characters, so it never reads as a
+            drive letter), is taken (pass ``replace=True`` to replace it on
+            purpose), or ``factory`` is not callable.
+    """
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        raise ConfigError(
+            f"store scheme {scheme!r} cannot be registered. Fix: use a name such as "
+            "'mystore' (a letter, then letters, digits, '+', '-' or '.'), written "
+            "'mystore://...' where a store is named."
+        )
+    if not callable(factory):
+        raise ConfigError(
+            f"store scheme {scheme!r}: the factory {factory!r} is not callable. Fix: pass a "
+            "function (or RunStore subclass) that takes the 'scheme://...' string."
+        )
+    if scheme in _STORES and not replace:
+        raise ConfigError(
+            f"store scheme {scheme!r} is registered already. Fix: choose another scheme, or "
+            "pass replace=True to replace it."
+        )
+    _STORES[scheme] = factory
+
+
+def store_schemes() -> tuple[str, ...]:
+    """Return every registered store scheme, built-in ones first."""
+    return tuple(_STORES)
+
+
+def open_store(where: str | Path | RunStore | None = None) -> RunStore:
+    """Return the store ``where`` names.
+
+    ``where`` may be a store (returned as is), ``scheme://...`` (built by the
+    factory registered for ``scheme``, see :func:`register_store`), or a path
+    to a SQLite store (a folder gets ``runs.sqlite`` in it); None is
+    :func:`default_store_path`.
+
+    Raises:
+        StoreError: if ``where`` is of another type, the scheme is not registered, the factory returns no
+            store, or the file is not a usable store.
+    """
+    if isinstance(where, RunStore):
+        return where
+    if where is not None and not isinstance(where, str | Path):
+        raise StoreError(
+            f"a store is named by a path, a 'scheme://...' string or a RunStore, not "
+            f"{type(where).__name__} {where!r}. Fix: pass e.g. '.agentplex/runs.sqlite'."
+        )
+    text = str(where) if where is not None else str(default_store_path())
+    scheme, sep, _ = text.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return _sqlite(text)
+    factory = _STORES.get(scheme)
+    if factory is None:
+        raise StoreError(
+            f"no store is registered for {scheme}:// (in {text!r}); known schemes: "
+            f"{', '.join(_STORES)}. Fix: register one with agentplex.register_store(), or "
+            "name a SQLite file by its path."
+        )
+    store = factory(text)
+    if not isinstance(store, RunStore):
+        raise StoreError(
+            f"the store factory for {scheme}:// returned {type(store).__name__}, not a "
+            "RunStore. Fix: return an instance of an agentplex.RunStore subclass."
+        )
+    return store
 
 
 __all__ = [
@@ -486,8 +682,11 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "StoreError",
+    "StoreFactory",
     "StoredNode",
     "UnstorableOutputError",
     "default_store_path",
     "open_store",
+    "register_store",
+    "store_schemes",
 ]

@@ -1,10 +1,14 @@
 """The bridge between a run and the store: what is written, and when.
 
-The recorder is an observer of the run's events (it writes a compact event
-row for each lifecycle event, in chunks) and is called by the runner when a
-node succeeds: it writes the node's result and returns once that write is
-durable, and only then does the runner let the node's successors start.
-Failed, skipped and cancelled nodes are written as their events arrive.
+The recorder takes values, never the run: the run's id, workflow, inputs and
+options, and each node's :class:`~agentplex.result.NodeResult`. It is an
+observer of the run's events (it writes a compact event row for each event
+worth one, in chunks: retries, failures, skips, cancellations, planned nodes,
+the run's start and end; a node's start and finish are in its record) and is
+called by the runner when a node succeeds: it writes the node's result and
+returns once that write is durable, and only then does the runner let the
+node's successors start. Failed, skipped and cancelled nodes are written as
+they end (:meth:`Recorder.ended`), without waiting.
 
 On resume the recorder also decides which stored results are reusable: a
 succeeded node whose content key (:mod:`agentplex.store.keys`) is unchanged.
@@ -29,9 +33,9 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from agentplex import events as ev
 from agentplex.exceptions import StoreError, UnstorableOutputError
@@ -39,10 +43,23 @@ from agentplex.store import RunRecord, RunStore, StoredNode
 from agentplex.store.keys import add_key, node_keys
 
 if TYPE_CHECKING:
-    from agentplex.engine.options import RunOptions
-    from agentplex.engine.runner import _Run
     from agentplex.model.workflow import CompiledWorkflow
     from agentplex.result import NodeResult, RunResult
+
+
+class RunOptions(Protocol):
+    """What the recorder reads of a run's options (the engine's ``RunOptions``, a dataclass).
+
+    Declared here so the store never imports the engine.
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def model(self) -> str:
+        """The default model (node keys depend on it)."""
+        ...
+
 
 _CHUNK = 512
 """Event rows buffered before they are queued for writing."""
@@ -61,23 +78,38 @@ def stored_settings(options: RunOptions) -> dict[str, Any]:
 
 
 class Recorder:
-    """Writes one run into a store; see the module docstring."""
+    """Writes one run into a store, from values; see the module docstring.
+
+    It is given the run's id, workflow, inputs and options, and a callback to
+    stop the run if the store fails; the runner hands it each node's
+    :class:`~agentplex.result.NodeResult` as the node ends.
+    """
 
     def __init__(
         self,
         store: RunStore,
-        run: _Run,
         *,
+        run_id: str,
+        compiled: CompiledWorkflow,
+        inputs: Mapping[str, Any],
+        options: RunOptions,
         source: str | None,
         batch_id: str | None = None,
         item_key: str | None = None,
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
-        self.run = run
+        self.run_id = run_id
+        self.wf = compiled
+        """The run's workflow (it may grow while the run goes)."""
+        self.inputs = inputs
+        self.options = options
         self.source = str(Path(source).resolve()) if source else None
         self.batch_id = batch_id
         self.item_key = item_key
-        self.keys = node_keys(run.wf, run.inputs, run.options.model)
+        self.on_failure = on_failure
+        """Called once if the store stops taking writes: the run starts nothing more."""
+        self.keys = node_keys(compiled, inputs, options.model)
         self.rows: list[tuple[int, float, str, str | None, str]] = []
         self.seq = 0
         self.done = 0
@@ -91,7 +123,7 @@ class Recorder:
     def add_key(self, node_id: str) -> None:
         """Key a node that joined the run while it runs."""
         self.grown = True
-        add_key(self.keys, self.run.wf, node_id, self.run.inputs, self.run.options.model)
+        add_key(self.keys, self.wf, node_id, self.inputs, self.options.model)
 
     def reusable(self, prior: Mapping[str, StoredNode]) -> dict[str, StoredNode]:
         """The stored results that still hold: succeeded, with an unchanged key."""
@@ -102,21 +134,23 @@ class Recorder:
             if node.status == "succeeded" and keys.get(node_id) == node.key
         }
 
-    async def begin(self) -> None:
-        """Record the run. A run of its own is claimed first (off the event loop);
-        a batch's item is held through its batch, so its record is just queued."""
-        run = self.run
+    async def begin(self, reused: Mapping[str, NodeResult]) -> None:
+        """Record the run, and the results carried over from the run being resumed.
+
+        A run of its own is claimed first (off the event loop); a batch's item
+        is held through its batch, so its record is just queued.
+        """
         now = time.time()
         record = RunRecord(
-            run_id=run.run_id,
-            workflow=run.wf.name,
+            run_id=self.run_id,
+            workflow=self.wf.name,
             status="running",
             created=now,
             updated=now,
             source=self.source,
-            inputs=dict(run.inputs),
-            settings={**stored_settings(run.options), "trusted": run.wf.trusted},
-            total_nodes=len(run.nodes),
+            inputs=dict(self.inputs),
+            settings={**stored_settings(self.options), "trusted": self.wf.trusted},
+            total_nodes=len(self.wf.nodes),
             batch_id=self.batch_id,
             item_key=self.item_key,
         )
@@ -124,45 +158,44 @@ class Recorder:
             await asyncio.to_thread(self.store.begin_run, record)
         else:
             self.store.begin_run(record, claim=False)
-        reused = sorted(run.reused)  # carried over from the run being resumed
-        for node_id in reused:
-            last = node_id == reused[-1] and len(reused) >= len(run.nodes)
-            self.put(run.node_result(node_id), completes=last)
-        self.done = len(reused)
+        ids = sorted(reused)
+        for node_id in ids:
+            last = node_id == ids[-1] and len(ids) >= len(self.wf.nodes)
+            self.put(reused[node_id], completes=last)
+        self.done = len(ids)
 
     def put(self, result: NodeResult, *, completes: bool = False) -> None:
+        """Queue ``result``'s write (the stored record is ``to_dict()`` without the output)."""
+        record = result.to_dict(output=False)  # the output has a column of its own
         self.store.put_node(
-            self.run.run_id,
+            self.run_id,
             StoredNode(
                 result.node_id,
                 self.keys[result.node_id],
                 result.status,
                 result.output,
-                result.to_dict(),
+                record,
             ),
             completes=completes,
         )
 
-    async def succeeded(self, node_id: str) -> None:
+    async def succeeded(self, result: NodeResult) -> None:
         """Write a succeeded node's result; return once it is durable.
 
         If the store cannot write (a full disk), the run is stopped instead: no
         node starts after this one, and :meth:`finish` raises the store's error.
 
         Raises:
-            UnstorableOutputError: if the output cannot be stored as data. The
-                output is taken back from the run first; the runner fails the node.
+            UnstorableOutputError: if the output cannot be stored as data (nothing
+                was written); the runner fails the node.
         """
-        run = self.run
         self.done += 1
         try:
             # The run's last node: the run is marked succeeded in the same commit.
-            last = self.done >= len(run.nodes) and not self.grown
-            self.put(run.node_result(node_id), completes=last)
+            last = self.done >= len(self.wf.nodes) and not self.grown
+            self.put(result, completes=last)
         except UnstorableOutputError:
             self.done -= 1
-            run.settled.pop(node_id, None)  # the record built for the store said "succeeded"
-            run.outputs.pop(node_id, None)
             raise
         self.flush_events()
         try:
@@ -170,60 +203,51 @@ class Recorder:
         except StoreError as exc:
             self.stop(exc)
 
+    def ended(self, result: NodeResult) -> None:
+        """Write a node that failed, was skipped or cancelled (queued, not awaited)."""
+        self.put(result)
+
     def stop(self, failure: StoreError) -> None:
         """Stop the run because the store failed: nothing more starts; finish() raises."""
         if self.failure is None:
-            self.failure = StoreError(f"run {self.run.run_id}: {failure}")
-            self.run.stopping = True
-            self.run._cancel_pending()  # the recorder is the run's own
+            self.failure = StoreError(f"run {self.run_id}: {failure}")
+            self.on_failure()
 
     def flush_events(self) -> None:
         if self.rows:
-            self.store.put_events(self.run.run_id, self.rows)
+            self.store.put_events(self.run_id, self.rows)
             self.rows = []
 
-    async def finish(self) -> None:
+    async def finish(self, result: RunResult) -> None:
         """Write the end of the run and wait until everything is durable.
 
         Raises:
             StoreError: if the store stopped taking writes during the run (a full
                 disk); what was committed before stays.
         """
-        result = self.run.final
-        assert result is not None
         if self.failure is not None:
             raise self.failure
         self.flush_events()
         summary = result.to_dict(nodes=False)
-        self.store.end_run(self.run.run_id, result.status, summary)
+        self.store.end_run(self.run_id, result.status, summary)
         await self.store.sync()
 
     # -- the event stream ------------------------------------------------------
 
     def __call__(self, event: ev.Event) -> None:
         data: dict[str, Any] | None
-        node_id = getattr(event, "node_id", None)
-        # The two events every node has are written by hand: json.dumps per row adds up.
-        if isinstance(event, ev.NodeStarted):
-            self.row(event, node_id, f'{{"attempt": {event.attempt}}}')
-            return
-        if isinstance(event, ev.NodeFinished):
-            duration = round(event.duration_s, 6)
-            self.row(
-                event, node_id, f'{{"attempts": {event.attempts}, "duration_s": {duration!r}}}'
-            )
-            return
+        # A node's start and finish are not written as rows: its stored record holds
+        # them (started_s, finished_s, attempts, attempt_starts), and two rows per
+        # node were most of the store's cost per node. Ready, progress, streamed
+        # text and requests are not worth a row each either.
         if isinstance(event, ev.NodeRetrying):
             data = {"attempt": event.attempt, "error": event.error, "delay_s": event.delay_s}
         elif isinstance(event, ev.NodeFailed):
             data = {"error": event.error, "error_type": event.error_type}
-            self.put(self.run.node_result(event.node_id))
         elif isinstance(event, ev.NodeSkipped):
             data = {"because": event.because}
-            self.put(self.run.node_result(event.node_id))
         elif isinstance(event, ev.NodeCancelled):
             data = {"started": event.started}
-            self.put(self.run.node_result(event.node_id))
         elif isinstance(event, ev.NodePlanned):
             data = {
                 "role": event.role,
@@ -234,10 +258,10 @@ class Recorder:
         elif isinstance(event, ev.RunStarted):
             data = {"strategy": event.strategy, "max_concurrency": event.max_concurrency}
         elif isinstance(event, ev.RunFinished):
-            data = {"status": event.result.status}
+            data = {"status": str(event.result.status)}
         else:
-            return  # ready, progress and streamed text are not worth a row each
-        self.row(event, node_id, json.dumps(data))
+            return
+        self.row(event, getattr(event, "node_id", None), json.dumps(data))
 
     def row(self, event: ev.Event, node_id: str | None, data: str) -> None:
         self.seq += 1

@@ -121,22 +121,19 @@ def _explain(path: Path, exc: BaseException) -> StoreError:
     )
 
 
-class _Wake:
-    """A waiter for the next commit; the first of a commit's waiters settles them all."""
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a waiter cancelled meanwhile
+            future.set_result(None)
 
-    __slots__ = ("future", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-        self.loop = loop
-        self.future = future
+def _rows_sql(count: int) -> str:
+    return _PUT_NODES + ",(?,?,?,?,?,?)" * (count - 1)
 
-    def __call__(self, wakes: list[_Wake]) -> None:
-        def settle() -> None:
-            for wake in wakes:
-                if not wake.future.done():
-                    wake.future.set_result(None)
 
-        self.loop.call_soon_threadsafe(settle)
+_CHUNKS = (64, 32, 16, 8, 4, 2, 1)
+"""Rows per node insert: one statement for up to 64 rows, so few distinct statements."""
+_ROWS_SQL = {count: _rows_sql(count) for count in _CHUNKS}
 
 
 class SqliteStore(RunStore):
@@ -176,6 +173,9 @@ class SqliteStore(RunStore):
         self._failure: StoreError | None = None
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._waiting: list[asyncio.Future[None]] = []
+        """Futures of :meth:`sync` callers, settled by the next commit (taken under the lock
+        together with the queue's contents, so each waits for everything queued before it)."""
 
     def _schema(self, connection: sqlite3.Connection) -> int:
         """The file's schema version; an empty file becomes a new store first."""
@@ -227,6 +227,8 @@ class SqliteStore(RunStore):
     # -- the writer thread -------------------------------------------------------
 
     def _start(self) -> None:
+        if self._writer is not None:  # the common case, without the lock
+            return
         with self._lock:
             if self._writer is None:
                 self._writer = threading.Thread(
@@ -249,24 +251,24 @@ class SqliteStore(RunStore):
         stop = False
         while not stop:
             ops = [self._queue.get()]
-            while True:
-                try:
-                    ops.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            wakes: list[_Wake] = []
-            for op in ops:
-                if op[0] == "wake":
-                    wakes.append(op[1])
-                elif op[0] == "stop":
-                    stop = True
+            # Drained and the waiters taken in one step: a waiter that sync() adds
+            # after this waits for the next commit, and everything it queued before
+            # adding itself is in this one.
+            with self._lock:
+                while True:
+                    try:
+                        ops.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                waiting, self._waiting = self._waiting, []
+            stop = any(op[0] == "stop" for op in ops)
             if self._failure is None and connection is not None:
                 self._commit(connection, ops)
-            by_loop: dict[int, list[_Wake]] = {}
-            for wake in wakes:
-                by_loop.setdefault(id(wake.loop), []).append(wake)
-            for group in by_loop.values():
-                group[0](group)  # one hop to each event loop per commit, not one per waiter
+            by_loop: dict[int, list[asyncio.Future[None]]] = {}
+            for future in waiting:
+                by_loop.setdefault(id(future.get_loop()), []).append(future)
+            for futures in by_loop.values():  # one hop to each event loop per commit
+                futures[0].get_loop().call_soon_threadsafe(_settle, futures)
         if connection is not None:
             connection.close()
 
@@ -282,16 +284,17 @@ class SqliteStore(RunStore):
             for kind, first, second in ops:
                 if kind == "node":
                     node, text, completes = second
-                    nodes.append(self._node_row(first, node, text))
+                    nodes.extend(self._node_row(first, node, text))
                     if completes:
                         completed.append((time.time(), first))
                 elif kind == "events":
                     events.extend((first, *row) for row in second)
                 elif kind == "one":
                     runs.append((first, second))
+            if not (nodes or events or runs):
+                return  # only waiters (or the stop): nothing to commit
             connection.execute("BEGIN")
-            if nodes:
-                connection.executemany(_PUT_NODES, nodes)
+            self._put_nodes(connection, nodes)
             if events:
                 connection.executemany(_PUT_EVENTS, events)
             for sql, params in runs:
@@ -316,6 +319,21 @@ class SqliteStore(RunStore):
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
 
+    @staticmethod
+    def _put_nodes(connection: sqlite3.Connection, values: list[Any]) -> None:
+        """Insert node rows (``values`` flat, six per row) in statements of up to 64 rows.
+
+        One statement per row (``executemany``) hands the GIL to the event loop's
+        thread and back for every row; a multi-row statement does it once per 64.
+        """
+        rows, start = len(values) // 6, 0
+        for count in _CHUNKS:
+            sql = _ROWS_SQL[count]
+            while rows >= count:
+                end = start + 6 * count
+                connection.execute(sql, values[start:end])
+                start, rows = end, rows - count
+
     async def sync(self) -> None:
         """Return once everything queued so far is committed.
 
@@ -324,10 +342,13 @@ class SqliteStore(RunStore):
         """
         if self._failure is not None:
             raise self._failure
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._start()
-        self._queue.put(("wake", _Wake(loop, done), None))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            first = not self._waiting
+            self._waiting.append(done)
+        if first:  # the writer may be asleep on an empty queue: one marker per commit wakes it
+            self._start()
+            self._queue.put(("wake", None, None))
         await done
         if self._failure is not None:
             raise self._failure
@@ -405,7 +426,9 @@ class SqliteStore(RunStore):
     def _node_row(run_id: str, node: StoredNode, text: str | None) -> tuple[Any, ...]:
         if text is None:
             text = encode(node.output)
-        record = {k: v for k, v in node.record.items() if k != "output"}
+        record = node.record
+        if "output" in record:  # a record written elsewhere (a shard's); the recorder's has none
+            record = {k: v for k, v in record.items() if k != "output"}
         return (run_id, node.node_id, node.key, node.status, text, json.dumps(record))
 
     def put_events(self, run_id: str, rows: list[tuple[int, float, str, str | None, str]]) -> None:
