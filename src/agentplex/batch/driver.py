@@ -415,11 +415,7 @@ async def arun_batch(
             finished item and the batch record, which lists every item.
     """
     compiled = workflow if isinstance(workflow, CompiledWorkflow) else workflow.compile()
-    try:
-        run_options = RunOptions(**options)
-    except TypeError as exc:
-        known = ", ".join(RunOptions.__dataclass_fields__)
-        raise ConfigError(f"{exc}; run options are: {known}.") from None
+    run_options = RunOptions.from_keywords(options)
     run_options.check()
     items = as_items(inputs, compiled)
     opened = None

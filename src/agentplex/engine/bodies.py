@@ -25,7 +25,7 @@ from agentplex.engine.prompts import build_request
 from agentplex.exceptions import ConfigError
 from agentplex.executors import Executor, create_executor
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
-from agentplex.llm.base import Request
+from agentplex.llm.base import Completion, Request
 from agentplex.llm.config import (
     StreamMask,
     mask_secrets,
@@ -309,6 +309,21 @@ class NodeBodies:
                 if on_text is not None:
                     on_text(text)
                 return text, Usage(cached_calls=1)
+        completion = await self._complete(node_id, attempt, ref, request, on_text)
+        text = mask_secrets(completion.text)  # a model that echoes a key never stores it
+        if key is not None:
+            await self.result_cache().aput(key, text)
+        return text, completion.usage
+
+    async def _complete(
+        self,
+        node_id: str,
+        attempt: int,
+        ref: ModelRef,
+        request: Request,
+        on_text: Callable[[str], None] | None,
+    ) -> Completion:
+        """Send ``request`` to its provider: streamed text masked, the request announced."""
         stream = None if on_text is None else StreamMask(on_text)
         if stream is not None:
             request = dataclasses.replace(request, on_text=stream)
@@ -317,10 +332,7 @@ class NodeBodies:
         completion = await self.providers.get(ref).complete(request)
         if stream is not None:
             stream.flush()
-        text = mask_secrets(completion.text)  # a model that echoes a key never stores it
-        if key is not None:
-            await self.result_cache().aput(key, text)
-        return text, completion.usage
+        return completion
 
     def _announce(self, node_id: str, attempt: int, ref: ModelRef, request: Request) -> None:
         assert self.on_request is not None
@@ -351,14 +363,7 @@ class NodeBodies:
                 inputs={},
                 seed=self.options.seed,
             )
-            stream = None if on_text is None else StreamMask(on_text)
-            if stream is not None:
-                request = dataclasses.replace(request, on_text=stream)
-            if self.on_request is not None:
-                self._announce(node_id, attempt, ref, request)
-            completion = await self.providers.get(ref).complete(request)
-            if stream is not None:
-                stream.flush()
+            completion = await self._complete(node_id, attempt, ref, request, on_text)
             usage_box.append(completion.usage)
             return mask_secrets(completion.text)
 

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agentplex.engine.scheduler import Strategy, check_strategy
 from agentplex.exceptions import ConfigError
@@ -111,6 +111,19 @@ class RunOptions:
         if self.strategy is not None:
             return check_strategy(self.strategy)
         return check_strategy(os.environ.get("AGENTPLEX_STRATEGY", "dataflow") or "dataflow")
+
+    @classmethod
+    def from_keywords(cls, options: Mapping[str, Any]) -> RunOptions:
+        """Build run options from keyword arguments (``run(wf, **options)``).
+
+        Raises:
+            ConfigError: naming the unknown keyword and listing the known ones.
+        """
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            known = ", ".join(cls.__dataclass_fields__)
+            raise ConfigError(f"{exc}; run options are: {known}.") from None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for any invalid option."""

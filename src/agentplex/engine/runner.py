@@ -691,11 +691,7 @@ async def arun(
             a ``RunFinished`` event holding every finished output.
     """
     compiled = workflow if isinstance(workflow, CompiledWorkflow) else workflow.compile()
-    try:
-        run_options = RunOptions(**options)
-    except TypeError as exc:
-        known = ", ".join(RunOptions.__dataclass_fields__)
-        raise ConfigError(f"{exc}; run options are: {known}.") from None
+    run_options = RunOptions.from_keywords(options)
     opened = None
     if store is True or isinstance(store, str | Path):
         opened = open_store(None if store is True else store)
