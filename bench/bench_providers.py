@@ -382,6 +382,10 @@ def main() -> None:
     parser.add_argument("--only", default="abcd")
     args = parser.parse_args()
     quick = args.quick
+    # Every part sends the same requests again and again: with the result cache on
+    # (the default, since issue 5) the repeats would be answered from it, and part (a)
+    # would time cache hits instead of the provider path it names.
+    os.environ["AGENTPLEX_CACHE"] = "off"
     print(f"agentplex {ap.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     parts = {
         "a": lambda: part_a(300 if quick else 1000, 3 if quick else 5),
