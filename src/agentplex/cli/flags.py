@@ -46,12 +46,44 @@ class OnCycleChoice(StrEnum):
     declared_order = "declared-order"
 
 
-def _engine(help: str, *decls: str, **more: Any) -> Any:
-    """Return the ``typer.Option`` of an engine flag: its help first, as it reads best."""
-    return typer.Option(*decls, help=help, **more)
-
-
 _PER_MODEL = "allowed per model of --model's provider."
+
+#: Help of every engine flag, by field; the option's name is the field's, dashed.
+ENGINE_HELP = {
+    "max_concurrency": "Nodes running at once.",
+    "strategy": "Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow].",
+    "error_policy": "fail_fast cancels the run; continue skips dependents only.",
+    "model": "Model for agents that name none, as provider:model.",
+    "seed": "Seed passed to the model (the simulator is deterministic).",
+    "timeout": "Per-attempt time limit (s) of nodes that set none, and the deadline of each "
+    "LLM call whose provider sets none (default: 600 s per LLM call, none for Python steps; "
+    "inf: off).",
+    "retries": "Retries after real errors (5xx, timeouts, dropped connections); rate limits "
+    "(429, 529, Retry-After) have their own budget (--rate-limit-retries).",
+    "rate_limit_retries": "Retries after rate limits (429, 529, Retry-After), which never "
+    "use up --retries.",
+    "sim_scale": "Multiply simulated latencies (e.g. 0.1 for a quick look).",
+    "base_url": "Endpoint of --model's provider, e.g. http://127.0.0.1:8000/v1 (default: "
+    "$OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the public API).",
+    "api_key": "Key of --model's provider. Prefer $OPENAI_API_KEY / $ANTHROPIC_API_KEY: a "
+    "flag can end up in your shell history.",
+    "rpm": f"Requests per minute {_PER_MODEL}",
+    "tpm": f"Tokens per minute {_PER_MODEL}",
+    "max_inflight": f"Calls in flight {_PER_MODEL}",
+    "total_timeout": "Time limit (s) of a node across all its attempts and waits (default: "
+    "1800 for nodes that call a model, none for Python steps; inf: off).",
+    "prices": "YAML/JSON price file: {model: {input: $/Mtok, output: $/Mtok}}.",
+    "executor": "Where cpu_bound steps run: process (default), dask (a local cluster, or "
+    "--dask), thread or inline.",
+    "dask": "Dask scheduler address (tcp://host:8786) for cpu_bound steps "
+    "[default: $AGENTPLEX_DASK].",
+    "no_cache": "Call every model again instead of reusing cached answers.",
+}
+
+
+def _engine(field: str, *decls: str, **more: Any) -> Any:
+    """Return the ``typer.Option`` of the engine flag ``field``, with its help."""
+    return typer.Option(*decls, help=ENGINE_HELP[field], **more)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,94 +91,28 @@ class EngineFlags:
     """The flags that become run options (``run``, ``batch``, ``bench``, ``plan``, ``ask``)."""
 
     max_concurrency: Annotated[
-        int, _engine("Nodes running at once.", "--max-concurrency", "-c", min=1)
+        int, _engine("max_concurrency", "--max-concurrency", "-c", min=1)
     ] = 16
-    strategy: Annotated[
-        Optional[StrategyChoice],  # noqa: UP045 - typer needs Optional here
-        _engine("Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow]."),
-    ] = None
-    error_policy: Annotated[
-        ErrorPolicyChoice,
-        _engine("fail_fast cancels the run; continue skips dependents only.", "--error-policy"),
-    ] = ErrorPolicyChoice.fail_fast
-    model: Annotated[str, _engine("Model for agents that name none, as provider:model.")] = (
-        "sim:default"
+    strategy: Annotated[Optional[StrategyChoice], _engine("strategy")] = None  # noqa: UP045
+    error_policy: Annotated[ErrorPolicyChoice, _engine("error_policy", "--error-policy")] = (
+        ErrorPolicyChoice.fail_fast
     )
-    seed: Annotated[int, _engine("Seed passed to the model (the simulator is deterministic).")] = 0
-    timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        _engine(
-            "Per-attempt time limit (s) of nodes that set none, and the deadline of each LLM "
-            "call whose provider sets none (default: 600 s per LLM call, none for Python "
-            "steps; inf: off)."
-        ),
-    ] = None
-    retries: Annotated[
-        int,
-        _engine(
-            "Retries after real errors (5xx, timeouts, dropped connections); rate limits "
-            "(429, 529, Retry-After) have their own budget (--rate-limit-retries).",
-            min=0,
-        ),
-    ] = 4
-    rate_limit_retries: Annotated[
-        int,
-        _engine(
-            "Retries after rate limits (429, 529, Retry-After), which never use up --retries.",
-            min=0,
-        ),
-    ] = 50
-    sim_scale: Annotated[
-        Optional[float],  # noqa: UP045
-        _engine("Multiply simulated latencies (e.g. 0.1 for a quick look)."),
-    ] = None
-    base_url: Annotated[
-        Optional[str],  # noqa: UP045
-        _engine(
-            "Endpoint of --model's provider, e.g. http://127.0.0.1:8000/v1 "
-            "(default: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the public API)."
-        ),
-    ] = None
-    api_key: Annotated[
-        Optional[str],  # noqa: UP045
-        _engine(
-            "Key of --model's provider. Prefer $OPENAI_API_KEY / $ANTHROPIC_API_KEY: "
-            "a flag can end up in your shell history."
-        ),
-    ] = None
-    rpm: Annotated[Optional[float], _engine(f"Requests per minute {_PER_MODEL}")] = None  # noqa: UP045
-    tpm: Annotated[Optional[float], _engine(f"Tokens per minute {_PER_MODEL}")] = None  # noqa: UP045
-    max_inflight: Annotated[
-        Optional[int],  # noqa: UP045
-        _engine(f"Calls in flight {_PER_MODEL}", min=1),
-    ] = None
-    total_timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        _engine(
-            "Time limit (s) of a node across all its attempts and waits (default: 1800 "
-            "for nodes that call a model, none for Python steps; inf: off)."
-        ),
-    ] = None
-    prices: Annotated[
-        Optional[Path],  # noqa: UP045
-        _engine("YAML/JSON price file: {model: {input: $/Mtok, output: $/Mtok}}."),
-    ] = None
-    executor: Annotated[
-        Optional[str],  # noqa: UP045
-        _engine(
-            "Where cpu_bound steps run: process (default), dask (a local cluster, or --dask), "
-            "thread or inline."
-        ),
-    ] = None
-    dask: Annotated[
-        Optional[str],  # noqa: UP045
-        _engine(
-            "Dask scheduler address (tcp://host:8786) for cpu_bound steps [default: $AGENTPLEX_DASK]."
-        ),
-    ] = None
-    no_cache: Annotated[
-        bool, _engine("Call every model again instead of reusing cached answers.", "--no-cache")
-    ] = False
+    model: Annotated[str, _engine("model")] = "sim:default"
+    seed: Annotated[int, _engine("seed")] = 0
+    timeout: Annotated[Optional[float], _engine("timeout")] = None  # noqa: UP045
+    retries: Annotated[int, _engine("retries", min=0)] = 4
+    rate_limit_retries: Annotated[int, _engine("rate_limit_retries", min=0)] = 50
+    sim_scale: Annotated[Optional[float], _engine("sim_scale")] = None  # noqa: UP045
+    base_url: Annotated[Optional[str], _engine("base_url")] = None  # noqa: UP045
+    api_key: Annotated[Optional[str], _engine("api_key")] = None  # noqa: UP045
+    rpm: Annotated[Optional[float], _engine("rpm")] = None  # noqa: UP045
+    tpm: Annotated[Optional[float], _engine("tpm")] = None  # noqa: UP045
+    max_inflight: Annotated[Optional[int], _engine("max_inflight", min=1)] = None  # noqa: UP045
+    total_timeout: Annotated[Optional[float], _engine("total_timeout")] = None  # noqa: UP045
+    prices: Annotated[Optional[Path], _engine("prices")] = None  # noqa: UP045
+    executor: Annotated[Optional[str], _engine("executor")] = None  # noqa: UP045
+    dask: Annotated[Optional[str], _engine("dask")] = None  # noqa: UP045
+    no_cache: Annotated[bool, _engine("no_cache", "--no-cache")] = False
 
     def run_options(self) -> dict[str, Any]:
         """Return the :class:`~agentplex.engine.options.RunOptions` keywords these flags give.
