@@ -601,3 +601,17 @@ def test_verbose_shows_the_requests_of_plan_and_bench_too(examples: Path) -> Non
     )  # fmt: skip
     assert benched.exit_code == 0, benched.stderr
     assert "request of node 'legal_research'" in benched.stderr
+
+
+def test_commands_that_only_read_the_store_never_create_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "nowhere" / "runs.sqlite"
+    monkeypatch.setenv("AGENTPLEX_STORE", str(store))
+    listed = cli("runs")
+    assert listed.exit_code == 0
+    assert "no runs yet" in listed.stdout
+    assert json.loads(cli("runs", "--json").stdout) == []
+    for args in (["show", "last"], ["resume", "some-id"], ["report", "last"]):
+        assert cli(*args).exit_code == 2
+    assert not store.parent.exists()

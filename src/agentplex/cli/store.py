@@ -33,9 +33,22 @@ def _when(t: float) -> str:
 
 
 def _open(store: Path | None, json_out: bool) -> Any:
-    from agentplex.cli import script
-    from agentplex.store import open_store
+    """Open the run store to read it (``resume`` too: a run to finish must be in it).
 
+    A store file that does not exist yet is not created: it reads as an empty
+    store named after that file, so ``runs`` lists nothing, ``show`` finds no
+    run, and no ``.agentplex/`` folder appears where none was.
+    """
+    from agentplex.cli import script
+    from agentplex.store import MemoryStore, default_store_path, open_store
+
+    where = store if store is not None else default_store_path()
+    if "://" not in str(where):
+        path = where if where.suffix else where / "runs.sqlite"
+        if not path.exists():
+            empty = MemoryStore()
+            empty.location = str(path)
+            return empty
     with script.errors(json_out):
         return open_store(store)
 
@@ -91,6 +104,9 @@ def runs(
     ]
     if output.json_out:
         script.write_json([{k: v for k, v in row.items() if k != "kind"} for row in rows])
+        return
+    if not rows:
+        script.console().print(f"no runs yet in {run_store.location}", markup=False)
         return
     table = Table(title=Text(f"runs in {run_store.location}"), title_justify="left")
     for column in ("run id", "workflow", "status", "progress", "cost", "started"):
