@@ -216,7 +216,7 @@ def to_wire(event: Event) -> list[Any] | None:
     """A node event as plain lists (msgpack-able), or None if it is not forwarded.
 
     ``NodeFinished`` travels without its output (the item's result carries it
-    when the item is done) and with its usage as three numbers.
+    when the item is done) and with its usage as a list of its fields.
     """
     name = type(event).__name__
     if name not in _WIRE:
@@ -231,7 +231,14 @@ def to_wire(event: Event) -> list[Any] | None:
             event.duration_s,
             None
             if usage is None
-            else [usage.input_tokens, usage.output_tokens, usage.cached_calls],
+            else [
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_calls,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.estimated,
+            ],
         ]
     return [name, event.t, *values]
 

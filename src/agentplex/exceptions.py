@@ -22,7 +22,9 @@ keeps working for code that does not know about agentplex::
      ├── MissingExtraError (ImportError)    an optional dependency is not installed
      ├── RetryableError                     raise it (or subclass it) to ask for a retry
      ├── ProviderError                      an LLM call failed (.retryable, .status)
-     ├── NodeError                          one node failed for good (.node_id, .attempts)
+     ├── AnswerTruncatedError               an answer was cut off at its output cap (.retryable)
+ ├── OutputSchemaError                  an answer did not match the node's output_schema
+ ├── NodeError                          one node failed for good (.node_id, .attempts)
      │    └── NodeTimeoutError (TimeoutError)
      ├── RunFailedError                     RunResult.raise_for_status() on a failed run
      ├── StoreError                         the run store cannot be used; the message says why
@@ -243,13 +245,56 @@ class ProviderError(AgentplexError):
         retryable: bool,
         status: int | None = None,
         retry_after_s: float | None = None,
+        connection: bool = False,
     ) -> None:
         self.provider = provider
         self.retryable = retryable
         self.status = status
         self.retry_after_s = retry_after_s
+        self.connection = connection
+        """The connection failed: the request may never have reached the server."""
         code = f" (HTTP {status})" if status is not None else ""
         super().__init__(f"{provider}{code}: {message}")
+
+
+class AnswerTruncatedError(AgentplexError):
+    """A model's answer was cut off at its output cap, under ``on_truncated: retry`` or
+    ``fail``; ``retryable`` is True for ``retry`` (the next attempt doubles the cap)."""
+
+    def __init__(
+        self, node_id: str, cap: int, finish_reason: str, *, retryable: bool, next_cap: int = 0
+    ) -> None:
+        self.node_id = node_id
+        self.cap = cap
+        self.finish_reason = finish_reason
+        self.retryable = retryable
+        then = f"; retrying with a cap of {next_cap:,}" if retryable else ""
+        fix = (
+            ""
+            if retryable
+            else ". Fix: raise the node's max_output_tokens (or its role's, or "
+            "--max-output-tokens), or set on_truncated: warn to keep cut-off answers"
+        )
+        super().__init__(
+            f"the answer was cut off at its output cap of {cap:,} tokens "
+            f"(finish_reason {finish_reason!r}){then}{fix}"
+        )
+
+
+class OutputSchemaError(AgentplexError):
+    """A model's answer still did not match the node's ``output_schema`` after the
+    repair attempts; ``problems`` are the last answer's validation errors."""
+
+    def __init__(self, node_id: str, problems: Sequence[str], *, tries: int) -> None:
+        self.node_id = node_id
+        self.problems = tuple(problems)
+        self.tries = tries
+        listed = "; ".join(self.problems[:5])
+        super().__init__(
+            f"the answer did not match the node's output_schema after {tries} tries "
+            f"(each retry sent the errors back): {listed}. Fix: simplify the schema, "
+            "describe the fields in the task, or use a model that supports structured output"
+        )
 
 
 class NodeError(AgentplexError):
@@ -374,6 +419,7 @@ __all__ = [
     "PICKLE_ENV",
     "RETURN_INSTEAD",
     "AgentplexError",
+    "AnswerTruncatedError",
     "BudgetExceededError",
     "ConfigError",
     "CycleError",
@@ -387,6 +433,7 @@ __all__ = [
     "NodeError",
     "NodeTimeoutError",
     "OutputError",
+    "OutputSchemaError",
     "PlanParseError",
     "PlanningError",
     "ProviderError",

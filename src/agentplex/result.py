@@ -183,18 +183,38 @@ NodeStatus = Status
 RunStatus = Status
 """A run's status (one of :data:`RUN_STATUSES`)."""
 
+TRUNCATED_REASONS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+"""Finish reasons that mean an answer was cut off: OpenAI-compatible ``length``,
+Anthropic's ``max_tokens`` (and its context-window stop)."""
+
 MAX_TRACEBACK = 20_000
 """Characters of a failed step's traceback kept (its end, where the error is)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens a call consumed, as the provider reported them."""
+    """Tokens calls consumed: as the provider reported them, or estimated.
+
+    ``input_tokens`` counts every prompt token, cached ones included (OpenAI's
+    ``prompt_tokens``; Anthropic's ``input_tokens`` plus its two cache counts);
+    ``cache_read_tokens`` and ``cache_write_tokens`` say how many of them were
+    read from or written to the provider's prompt cache, which prices them
+    differently (:mod:`agentplex.llm.pricing`). ``estimated`` is set when some
+    of the count is an estimate: a call that failed, timed out or was cancelled
+    reports no usage, but it was billed, so its prompt and what it streamed are
+    counted (about four characters a token).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_calls: int = 0
     """Calls answered from the result cache instead (they cost no tokens)."""
+    cache_read_tokens: int = 0
+    """Prompt tokens read from the provider's prompt cache (part of ``input_tokens``)."""
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the provider's prompt cache (part of ``input_tokens``)."""
+    estimated: bool = False
+    """Whether any of these counts is an estimate rather than the provider's report."""
 
     @property
     def total_tokens(self) -> int:
@@ -205,6 +225,34 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_calls + other.cached_calls,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.estimated or other.estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the same keys as the fields; the store and ``--json`` use it)."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_calls": self.cached_calls,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "estimated": self.estimated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """Read :meth:`to_dict` back (records written before the cache fields lack them).
+
+        The caller has checked the types (``_USAGE_OR_NONE``)."""
+        return cls(
+            data.get("input_tokens", 0),
+            data.get("output_tokens", 0),
+            data.get("cached_calls", 0),
+            data.get("cache_read_tokens", 0),
+            data.get("cache_write_tokens", 0),
+            bool(data.get("estimated", False)),
         )
 
 
@@ -235,6 +283,15 @@ class NodeResult:
     """Taken from the stored run being resumed, not run again (no timings in this run)."""
     traceback: str | None = None
     """The formatted, redacted traceback of the exception that failed a Python step."""
+    finish_reason: str | None = None
+    """Why the model stopped its answer, in the provider's words (``stop``, ``length``,
+    ``end_turn``, ``max_tokens``...); None for nodes that made no model call. For a map
+    of agents, the first cut-off item's reason, else the last item's."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the answer was cut off at its output cap (``finish_reason``)."""
+        return self.finish_reason in TRUNCATED_REASONS
 
     @property
     def attempt_starts(self) -> tuple[float, ...]:
@@ -280,19 +337,13 @@ class NodeResult:
         record["attempts"] = self.attempts
         record["error"] = self.error
         record["error_type"] = self.error_type
-        record["usage"] = (
-            None
-            if usage is None
-            else {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_calls": usage.cached_calls,
-            }
-        )
+        record["usage"] = None if usage is None else usage.to_dict()
         record["cost_usd"] = None if self.cost_usd is None else round(self.cost_usd, 8)
         record["deps"] = list(self.deps)
         record["attempt_starts"] = starts
         record["reused"] = self.reused
+        record["finish_reason"] = self.finish_reason
+        record["truncated"] = self.truncated
         if self.traceback:
             record["traceback"] = self.traceback
         return record
@@ -323,18 +374,13 @@ class NodeResult:
             error_type=f.get("error_type", _STR_OR_NONE, None),
             role=f.get("role", _STR_OR_NONE, None),
             model=f.get("model", _STR_OR_NONE, None),
-            usage=None
-            if usage is None
-            else Usage(
-                usage.get("input_tokens", 0),
-                usage.get("output_tokens", 0),
-                usage.get("cached_calls", 0),
-            ),
+            usage=None if usage is None else Usage.from_dict(usage),
             cost_usd=f.get("cost_usd", _NUMBER_OR_NONE, None),
             deps=tuple(f.get("deps", _STRS, [])),
             retry_starts=tuple(float(t) for t in retries),
             reused=f.get("reused", _BOOL, False),
             traceback=f.get("traceback", _STR_OR_NONE, None),
+            finish_reason=f.get("finish_reason", _STR_OR_NONE, None),
         )
 
 
@@ -458,11 +504,7 @@ class RunResult:
             "speedup": _round(sequential / self.wall_s if self.wall_s > 0 else 1.0),
             "efficiency": _round(self.efficiency),
             "counts": self.counts(),
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_calls": usage.cached_calls,
-            },
+            "usage": usage.to_dict(),
             "usage_by_model": {
                 model: {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
                 for model, u in self.usage_by_model().items()
@@ -594,16 +636,22 @@ _STRS = _Check(
 _NUMBERS = _Check(
     "a list of numbers", lambda v: isinstance(v, list | tuple) and all(_is_number(n) for n in v)
 )
+_USAGE_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_calls",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
 _USAGE_OR_NONE = _Check(
-    "null or an object of whole numbers >= 0 (input_tokens, output_tokens, cached_calls)",
+    "null or an object of whole numbers >= 0 (input_tokens, output_tokens, cached_calls, "
+    "cache_read_tokens, cache_write_tokens) and a boolean 'estimated'",
     lambda v: (
         v is None
         or (
             _is_map(v)
-            and all(
-                type(v.get(k, 0)) is int and v.get(k, 0) >= 0
-                for k in ("input_tokens", "output_tokens", "cached_calls")
-            )
+            and all(type(v.get(k, 0)) is int and v.get(k, 0) >= 0 for k in _USAGE_COUNTS)
+            and type(v.get("estimated", False)) is bool
         )
     ),
 )

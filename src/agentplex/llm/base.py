@@ -24,6 +24,7 @@ costs a few microseconds where ``asyncio.timeout`` costs several times that.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -35,7 +36,7 @@ from typing import Any, ClassVar, Literal
 from agentplex.exceptions import ConfigError, ProviderError
 from agentplex.llm.errors import is_rate_limit
 from agentplex.llm.limits import Limiter, Limits, limiter_for
-from agentplex.result import Usage
+from agentplex.result import TRUNCATED_REASONS, Usage
 
 DEFAULT_CALL_TIMEOUT_S = 600.0
 """Wall-clock deadline of one LLM call when neither its provider nor the run sets one."""
@@ -61,11 +62,6 @@ class Message:
     content: str
 
 
-CONTEXT_MARKER = "### From "
-"""Starts each labelled section of upstream material in a prompt (see
-:mod:`agentplex.engine.prompts`); the simulator finds the sections by it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Request:
     """What a node asks of a model."""
@@ -81,6 +77,18 @@ class Request:
     """The node making the call, for statistics and logs."""
     on_text: Callable[[str], None] | None = None
     """If set, the answer is streamed and each piece of text is passed here as it arrives."""
+    max_output_tokens: int | None = None
+    """The cap on the answer's length, sent as the provider's own parameter
+    (``max_completion_tokens``, ``max_tokens``); None: the provider's default."""
+    schema: Mapping[str, Any] | None = None
+    """A JSON Schema the answer must follow, sent the way the provider enforces it
+    (OpenAI-compatible ``response_format: json_schema``, Ollama's ``format``,
+    Anthropic's forced tool call); the answer's text is then the JSON value."""
+    schema_name: str = "answer"
+    """The schema's name, where the provider wants one (letters, digits, ``_``, ``-``)."""
+    on_spent: Callable[[Usage], None] | None = None
+    """Told the tokens of a call that did not return a completion (failed, timed out
+    or cancelled) but may have been billed: see :func:`unreturned_usage`."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -91,8 +99,29 @@ def estimate_tokens(text: str) -> int:
 def estimate_request_tokens(request: Request) -> int:
     """Return what a request may cost in tokens before it is sent (prompt + output budget)."""
     prompt = sum(estimate_tokens(m.content) for m in request.messages)
-    budget = request.options.get("max_tokens")
-    return prompt + (budget if isinstance(budget, int) and budget > 0 else 256)
+    budget = request.max_output_tokens
+    return prompt + (budget if budget is not None and budget > 0 else 256)
+
+
+def unreturned_usage(request: Request, exc: BaseException, streamed_chars: int) -> Usage:
+    """What a call that raised ``exc`` may have been billed, as an estimate.
+
+    A call the endpoint answered with an HTTP error status did no work: nothing.
+    One cut off by a deadline, cancelled, dropped or answered with a malformed body
+    had its prompt read and produced at least what it streamed: the prompt and the
+    streamed text, estimated (about four characters a token). A connection that
+    failed before anything streamed may never have reached the server: nothing.
+    """
+    if isinstance(exc, ProviderError):
+        if exc.status is not None:
+            return Usage()
+        if streamed_chars == 0 and exc.connection:
+            return Usage()
+    elif not isinstance(exc, asyncio.CancelledError | TimeoutError):
+        return Usage()
+    prompt = sum(estimate_tokens(m.content) for m in request.messages)
+    output = (streamed_chars + 3) // 4
+    return Usage(prompt, output, estimated=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +134,13 @@ class Completion:
     provider: str
     latency_s: float = 0.0
     finish_reason: str = "stop"
+    """Why the model stopped, in the provider's words (``stop``, ``length``,
+    ``end_turn``, ``max_tokens``, ``tool_use``...)."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the answer was cut off by its output cap (or the context window)."""
+        return self.finish_reason in TRUNCATED_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +188,20 @@ def parse_model(spec: str, known: Mapping[str, object] | None = None) -> ModelRe
             "or declare it under providers: with a kind."
         )
     return ModelRef(provider, model)
+
+
+class _Counted:
+    """Passes streamed text on and counts its characters."""
+
+    __slots__ = ("chars", "target")
+
+    def __init__(self, target: Callable[[str], None]) -> None:
+        self.target = target
+        self.chars = 0
+
+    def __call__(self, piece: str) -> None:
+        self.chars += len(piece)
+        self.target(piece)
 
 
 class _Timer:
@@ -244,6 +294,10 @@ class Provider(ABC):
         ticket = await limiter.acquire(estimate_request_tokens(request)) if limiter else None
         self._calls += 1
         self._in_flight += 1
+        streamed = None
+        if request.on_text is not None:  # count what streams, for a call cut off midway
+            streamed = _Counted(request.on_text)
+            request = dataclasses.replace(request, on_text=streamed)
         try:
             owned = CALL_DEADLINE.get()
             ends = owned[1] if owned is not None and owned[0] is asyncio.current_task() else None
@@ -253,13 +307,18 @@ class Provider(ABC):
                 completion = await self._complete_by(request, self.call_timeout_s, ends)
         except BaseException as exc:
             self._failures += 1
+            spent = unreturned_usage(request, exc, streamed.chars if streamed else 0)
+            self._usage = self._usage + spent
             if limiter is not None and ticket is not None:
                 limited = isinstance(exc, ProviderError) and is_rate_limit(exc)
                 limiter.release(
                     ticket,
                     "rate_limited" if limited else "error",
                     retry_after_s=getattr(exc, "retry_after_s", None),
+                    tokens_used=spent.total_tokens,  # a refused call refunds its estimate
                 )
+            if request.on_spent is not None and spent.total_tokens:
+                request.on_spent(spent)
             raise
         finally:
             self._in_flight -= 1
@@ -291,13 +350,20 @@ class Provider(ABC):
                 and task.uncancel() <= timer.cancelling
                 and isinstance(exc, asyncio.CancelledError)
             ):
-                raise ProviderError(
-                    self.label,
-                    f"call timed out after {when - start:g}s (a wall-clock limit on the whole "
-                    "call, streamed or not). Fix: raise the provider's timeout_s, or the run's "
-                    "timeout_s (--timeout) if the provider sets none",
-                    retryable=True,
-                ) from None
+                if ends is not None and when == ends:
+                    why = (
+                        f"call cut off after {when - start:g}s: the node's total time limit "
+                        "(all its attempts) ran out. Fix: raise the run's total_timeout_s "
+                        "(--total-timeout)"
+                    )
+                else:
+                    why = (
+                        f"call timed out after {when - start:g}s (the per-call deadline, a "
+                        "wall-clock limit on the whole call, streamed or not). Fix: raise the "
+                        "provider's timeout_s, or the run's timeout_s (--timeout) if the "
+                        "provider sets none, or lower the output cap (--max-output-tokens)"
+                    )
+                raise ProviderError(self.label, why, retryable=True) from None
             raise
         handle.cancel()
         if timer.fired:  # the call ended anyway: take the cancellation back

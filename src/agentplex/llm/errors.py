@@ -130,7 +130,11 @@ def map_sdk_error(
         cause = _root(exc)
         detail = f" ({type(cause).__name__}: {cause})" if cause else ""
         return ProviderError(
-            provider, redact(f"connection failed{detail}"), retryable=True, status=None
+            provider,
+            redact(f"connection failed{detail}"),
+            retryable=True,
+            status=None,
+            connection=True,
         )
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
         return ProviderError(

@@ -41,6 +41,10 @@ class BatchProgress:
         self.in_flight = 0
         self.tokens = 0
         self.cost = 0.0
+        self.unpriced = False
+        """Some finished item used tokens of a model with no known price."""
+        self.cap: int | None = None
+        """The batch's max_concurrency: nodes holding a slot never exceed it."""
         self.started_at = clock()
         self._last_line = self.started_at
         self._live: Any = None
@@ -62,10 +66,19 @@ class BatchProgress:
 
     def line(self) -> str:
         eta = self.eta_s()
+        # A node gives its slot back before its result is written and its end announced,
+        # so for a moment the events show one more node than hold a slot.
+        in_flight = self.in_flight if self.cap is None else min(self.in_flight, self.cap)
+        if not self.unpriced:
+            cost = f"cost ${self.cost:.4f}"
+        elif self.cost:
+            cost = f"cost over ${self.cost:.4f} (a model has no price)"
+        else:
+            cost = "cost unknown (no price for the model)"
         return (
             f"items {self.finished}/{self.total} done ({self.failed} failed), "
-            f"{self.running} running, {self.queued} queued | nodes in flight {self.in_flight} | "
-            f"tokens {self.tokens:,} | cost ${self.cost:.4f} | {self.rate():.2f} items/s | "
+            f"{self.running} running, {self.queued} queued | nodes in flight {in_flight} | "
+            f"tokens {self.tokens:,} | {cost} | {self.rate():.2f} items/s | "
             f"ETA {'-' if eta is None else f'{eta:.0f}s'}"
         )
 
@@ -102,9 +115,13 @@ class BatchProgress:
                 self.running -= 1
             if not event.item.success:
                 self.failed += 1
-            self.cost += event.item.cost_usd or 0.0
+            if event.item.cost_usd is not None:
+                self.cost += event.item.cost_usd
+            elif event.item.usage.total_tokens:
+                self.unpriced = True
         elif isinstance(event, ev.BatchStarted):
             self.total = event.total
+            self.cap = event.max_concurrency
             self.started_at = self.clock()
             if self.live_mode:
                 from rich.live import Live

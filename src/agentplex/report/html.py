@@ -199,7 +199,7 @@ def _run_view(run: dict[str, Any], *, heading: bool) -> dict[str, Any]:
             ("status", run["status"] or "unknown"),
             ("wall time", _s(run["wall_s"])),
             ("sequential estimate", _s(run["sequential_s"])),
-            ("speedup", f"{run['speedup'] or 0:.2f}x"),
+            ("speedup", _speedup(run["speedup"], run["status"], 2)),
             ("critical path", _s(run["critical_path_s"])),
             ("efficiency", f"{(run['efficiency'] or 0) * 100:.0f}%"),
             (
@@ -420,7 +420,7 @@ def _batch_view(batch: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[
             ("items", ", ".join(f"{v} {k}" for k, v in sorted(batch["counts"].items()))),
             ("wall time", _s(batch["wall_s"])),
             ("sequential estimate", _s(batch["sequential_s"])),
-            ("speedup", f"{batch['speedup'] or 0:.1f}x"),
+            ("speedup", _speedup(batch["speedup"], batch["status"], 1)),
             ("tokens in / out", f"{tokens.get('input', 0):,} / {tokens.get('output', 0):,}"),
             ("cost", _cost(batch["cost_usd"])),
         ],
@@ -461,6 +461,13 @@ def _int(value: int | None) -> str:
 
 def _s(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}s"
+
+
+def _speedup(speedup: float | None, status: str | None, digits: int) -> str:
+    """A speedup figure, claimed only for work that finished."""
+    if status != "succeeded":
+        return f"none ({status or 'unknown'})"
+    return f"{speedup or 0:.{digits}f}x"
 
 
 def _cost(value: float | None, *, blank: bool = False) -> str:

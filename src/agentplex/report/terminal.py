@@ -105,10 +105,15 @@ def render_summary(
             result.nodes.values(), key=lambda n: (n.started_s is None, n.started_s or 0)
         ):
             tokens = f"{node.usage.total_tokens}" if node.usage else ""
+            if node.usage is not None and node.usage.estimated:
+                tokens += "~"  # partly estimated: a call failed or was cut off
+            status = Text(node.status, style=_STATUS_STYLE.get(node.status, ""))
+            if node.truncated:
+                status.append(" (cut off)", style="yellow")
             table.add_row(  # Text: an id or role is never read as rich markup
                 Text(node.node_id),
                 Text(node.role or node.kind),
-                Text(node.status, style=_STATUS_STYLE.get(node.status, "")),
+                status,
                 _fmt(node.started_s),
                 _fmt(node.finished_s),
                 _fmt(node.duration_s) if node.started_s is not None else "",
@@ -123,6 +128,17 @@ def render_summary(
             if hint and node.kind in ("function", "map") and node.role is None:
                 line.append(f" {hint}", style="dim")
             parts.append(line)
+    cut = [n.node_id for n in result.nodes.values() if n.truncated and n.status == "succeeded"]
+    if cut:
+        shown = ", ".join(cut[:10]) + (f" and {len(cut) - 10} more" if len(cut) > 10 else "")
+        parts.append(
+            Text(
+                f"  {len(cut)} answer(s) were cut off at their output cap and passed on as "
+                f"they were: {shown}. Raise max_output_tokens (--max-output-tokens, or per "
+                "node or role), or set on_truncated: retry or fail.",
+                style="yellow",
+            )
+        )
     return Group(*parts)
 
 
@@ -176,12 +192,22 @@ def headline(result: RunResult) -> Text:
     usage = result.usage
     text = Text()
     text.append(f"wall {result.wall_s:.2f}s", style="bold")
-    text.append(f" | sequential estimate {result.sequential_s:.2f}s")
-    text.append(f" | speedup {result.speedup:.2f}x", style="bold green")
-    text.append(f" | critical path {result.critical_path_s:.2f}s")
-    text.append(f" | efficiency {result.efficiency:.0%}")
+    if result.status == "succeeded":
+        text.append(f" | sequential estimate {result.sequential_s:.2f}s")
+        text.append(f" | speedup {result.speedup:.2f}x", style="bold green")
+        text.append(f" | critical path {result.critical_path_s:.2f}s")
+        text.append(f" | efficiency {result.efficiency:.0%}")
+    else:  # a run that did not finish its work has no speedup to claim
+        text.append(f" | {result.status}: no speedup figures", style="yellow")
     if usage.total_tokens:
         text.append(f" | tokens {usage.input_tokens} in / {usage.output_tokens} out")
+        if usage.cache_read_tokens or usage.cache_write_tokens:
+            text.append(
+                f" ({usage.cache_read_tokens} in read from the prompt cache, "
+                f"{usage.cache_write_tokens} written)"
+            )
+        if usage.estimated:
+            text.append(" (some estimated: calls that failed or were cut off)", style="dim")
         cost = result.cost_usd
         unpriced = result.unpriced_models
         if cost is not None:
@@ -210,6 +236,10 @@ class LiveView:
         self.progress: dict[str, tuple[int, int]] = {}
         self.ended: dict[str, str] = {}
         self.retries = 0
+        self.cap: int | None = None
+        """The run's max_concurrency: nodes holding a slot never exceed it."""
+        self.backing_off: set[str] = set()
+        """Nodes waiting to retry: started, but holding no slot."""
         self.t = 0.0
         self.text: dict[str, str] = {}
         """The tail of each running node's streamed answer."""
@@ -218,20 +248,25 @@ class LiveView:
         self.t = event.t
         if isinstance(event, ev.RunStarted):
             self.compiled = event.workflow
+            self.cap = event.max_concurrency
             self.live = Live(
                 self._render_lazy(), console=self.console, refresh_per_second=8, transient=True
             )
             self.live.start()
         elif isinstance(event, ev.NodeStarted):
             self.running.setdefault(event.node_id, event.t)
+            self.backing_off.discard(event.node_id)
         elif isinstance(event, ev.NodeRetrying):
             self.retries += 1
+            self.running.pop(event.node_id, None)  # waiting out its backoff, holding no slot
+            self.backing_off.add(event.node_id)
         elif isinstance(event, ev.NodeText):
             self.text[event.node_id] = (self.text.get(event.node_id, "") + event.text)[-200:]
         elif isinstance(event, ev.NodeProgress):
             self.progress[event.node_id] = (event.done, event.total)
         elif isinstance(event, ev.NodeFinished | ev.NodeFailed | ev.NodeSkipped | ev.NodeCancelled):
             self.running.pop(event.node_id, None)
+            self.backing_off.discard(event.node_id)
             self.text.pop(event.node_id, None)
             self.ended[event.node_id] = _ENDED[type(event)]
         elif isinstance(event, ev.RunFinished):
@@ -256,10 +291,15 @@ class LiveView:
         total = len(self.compiled)
         done = sum(1 for s in self.ended.values() if s == "succeeded")
         failed = sum(1 for s in self.ended.values() if s != "succeeded")
-        waiting = total - done - failed - len(self.running)
+        waiting = total - done - failed - len(self.running) - len(self.backing_off)
         head = Text()
         head.append(f"{self.t:6.1f}s ", style="bold")
-        head.append(f"running {len(self.running)}", style="cyan")
+        # A node gives its slot back before its result is written and its end announced,
+        # so for a moment the events show one more node than hold a slot.
+        running = len(self.running) if self.cap is None else min(len(self.running), self.cap)
+        head.append(f"running {running}", style="cyan")
+        if self.backing_off:
+            head.append(f" | backing off {len(self.backing_off)}", style="yellow")
         head.append(f" | done {done}/{total}", style="green")
         if failed:
             head.append(f" | failed/skipped {failed}", style="red")

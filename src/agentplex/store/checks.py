@@ -61,7 +61,14 @@ def one_of(values: frozenset[str]) -> Kind:
 
 Table = Mapping[str, Kind]
 
-USAGE: Table = {"input_tokens": COUNT, "output_tokens": COUNT, "cached_calls": COUNT}
+USAGE: Table = {
+    "input_tokens": COUNT,
+    "output_tokens": COUNT,
+    "cached_calls": COUNT,
+    "cache_read_tokens": COUNT,
+    "cache_write_tokens": COUNT,
+    "estimated": BOOL,
+}
 TOKENS: Table = {"input": COUNT, "output": COUNT}
 
 NODE_RECORD: Table = {
@@ -81,6 +88,8 @@ NODE_RECORD: Table = {
     "deps": STRS,
     "attempt_starts": NUMBERS,
     "reused": BOOL,
+    "finish_reason": STR | NONE,
+    "truncated": BOOL,
 }
 """``NodeResult.to_dict()`` without its output."""
 
