@@ -108,6 +108,59 @@ INVALID = [
         "add 'a' to depends_on",
     ),
     (
+        "bad_output_cap.yaml",
+        "nodes:\n  a: {role: researcher, task: x, max_output_tokens: 0}\n",
+        ap.exceptions.SchemaError,
+        "a",
+        "must be a whole number of tokens >= 1, got 0",
+    ),
+    (
+        "bad_on_truncated.yaml",
+        "nodes:\n  a: {role: researcher, task: x, on_truncated: ignore}\n",
+        ap.exceptions.SchemaError,
+        "a",
+        "must be one of accept, warn, retry, fail, got 'ignore'",
+    ),
+    (
+        "bad_default_cap.yaml",
+        "defaults: {max_output_tokens: -3}\nnodes:\n  a: {role: researcher, task: x}\n",
+        ap.exceptions.SchemaError,
+        None,
+        "must be a whole number of tokens >= 1, got -3",
+    ),
+    (
+        "bad_output_schema.yaml",
+        "nodes:\n  a: {role: researcher, task: x, output_schema: {type: strnig}}\n",
+        ap.exceptions.SchemaError,
+        "a",
+        "output_schema is not a valid JSON Schema",
+    ),
+    (
+        "list_output_schema.json",
+        json.dumps(
+            {"nodes": {"a": {"role": "writer", "task": "x", "output_schema": {"type": "array"}}}}
+        ),
+        ap.exceptions.SchemaError,
+        "a",
+        "its top level must be an object schema (type: object)",
+    ),
+    (
+        "undeclared_field.yaml",
+        "nodes:\n  a: {role: researcher, task: x, output_schema: {type: object, properties: "
+        "{title: {type: string}}}}\n  b: {role: writer, task: 'Use {a.titel}', depends_on: [a]}\n",
+        ap.exceptions.TemplateError,
+        "b",
+        "node 'a' has no field 'titel': its output_schema declares title (did you mean 'title'?)",
+    ),
+    (
+        "field_of_text.yaml",
+        "nodes:\n  a: {role: researcher, task: x}\n  b: {role: writer, task: 'Use {a.title}', "
+        "depends_on: [a]}\n",
+        ap.exceptions.TemplateError,
+        "b",
+        "whose output is text: it declares no output_schema",
+    ),
+    (
         "bad_import.yaml",
         "nodes:\n  a: {function: 'no_such_module_xyz:run'}\n",
         ap.exceptions.SchemaError,
@@ -386,7 +439,9 @@ def test_a_module_that_fails_on_import_is_one_clear_error(tmp_path) -> None:
         ("{x!z}", False),
         ("{x:>1001}", False),
         ("{x:{y}}", False),
-        ("{x.attr}", False),
+        ("{x.attr}", False),  # an input has no declared fields
+        ("{x.a.b.c.d.e.f.g.h}", False),  # deeper than MAX_FIELD_DEPTH
+        ("{x[0]}", False),
         ("{}", False),
     ],
 )

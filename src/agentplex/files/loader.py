@@ -32,15 +32,18 @@ from agentplex.exceptions import (
 from agentplex.llm.config import ProviderConfig, provider_config_from_data
 from agentplex.llm.pricing import Price, prices_from_data
 from agentplex.model.roles import Role
+from agentplex.model.schema import has_patterns, json_copy
 from agentplex.model.validation import did_you_mean
 from agentplex.model.workflow import (
     DEFAULT_MAX_ITEMS,
+    TRUNCATION_POLICIES,
     AgentNode,
     FunctionNode,
     InputSpec,
     MapNode,
     Node,
     Workflow,
+    WorkflowDefaults,
 )
 
 
@@ -330,6 +333,14 @@ _COUNT: _Check = (
     "a whole number >= 0",
 )
 _BOOL: _Check = (lambda v: isinstance(v, bool), "true or false")
+_TOKENS: _Check = (
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "a whole number of tokens >= 1",
+)
+_POLICY: _Check = (
+    lambda v: isinstance(v, str) and v in TRUNCATION_POLICIES,
+    f"one of {', '.join(TRUNCATION_POLICIES)}",
+)
 _MAPPING: _Check = (lambda v: isinstance(v, Mapping), "a mapping")
 _DEPS: _Check = (
     lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(d, str) for d in v)),
@@ -362,7 +373,12 @@ AGENT_FIELDS: dict[str, _Check] = {
     "model": _TEXT,
     "options": _MAPPING,
     "latency_s": _SECONDS,
+    "max_output_tokens": _TOKENS,
+    "on_truncated": _POLICY,
+    "output_schema": (lambda v: isinstance(v, Mapping), "a JSON Schema object (a mapping)"),
 }
+#: Node fields that only agents (or the agent body of a map) can use.
+AGENT_ONLY_FIELDS = ("max_output_tokens", "on_truncated", "output_schema")
 FUNCTION_FIELDS: dict[str, _Check] = {
     "function": _TEXT,
     "cpu_bound": _BOOL,
@@ -418,13 +434,26 @@ UNTRUSTED_PROVIDER_FIELDS = ("rpm", "tpm", "max_concurrency")
 #: timeouts and map fan-out).
 UNTRUSTED_MAX_RETRIES = 10
 UNTRUSTED_MAX_TIMEOUT_S = 3600.0
+UNTRUSTED_MAX_OUTPUT_TOKENS = 32_768
+"""The largest output cap an untrusted file gets: it may lower a cap (that only lowers
+cost), but a larger one (``max_output_tokens``, a role's, ``defaults:``, or an old
+``options: {max_tokens}``) is cut to this, with a warning, so a hostile file cannot
+make every call of a run as long and as expensive as it likes."""
 _UNTRUSTED_CAPS = {
     "retries": UNTRUSTED_MAX_RETRIES,
     "timeout_s": UNTRUSTED_MAX_TIMEOUT_S,
     "max_items": DEFAULT_MAX_ITEMS,
 }
 TOP_FIELDS = ("name", "description", "inputs", "defaults", "roles", "providers", "prices", "nodes")
-DEFAULT_FIELDS = ("model", "timeout_s", "retries", "latency_s", "options")
+DEFAULT_FIELDS = (
+    "model",
+    "timeout_s",
+    "retries",
+    "latency_s",
+    "options",
+    "max_output_tokens",
+    "on_truncated",
+)
 
 
 class _FileReader:
@@ -434,6 +463,7 @@ class _FileReader:
         self.source = source
         self.trusted = trusted
         self.errors: list[WorkflowError] = []
+        self.warnings: list[str] = []
 
     def problem(
         self,
@@ -487,6 +517,12 @@ class _FileReader:
         )
         wf.source = self.source
         defaults = self._defaults(data.get("defaults"))
+        # These two stay on the workflow instead of being copied into each node like
+        # the other defaults: a role's cap and the run's options rank above them.
+        wf.defaults = WorkflowDefaults(
+            max_output_tokens=defaults.get("max_output_tokens"),
+            on_truncated=defaults.get("on_truncated"),
+        )
         nodes = data.get("nodes")
         if nodes is None:
             self.problem(
@@ -517,7 +553,26 @@ class _FileReader:
     def _finish(self, wf: Workflow) -> Workflow:
         wf.source = self.source
         wf.load_errors.extend(self.errors)
+        wf.load_warnings.extend(self.warnings)
         return wf
+
+    def _capped(self, value: Any, what: str, mapping: Any, key: Any) -> Any:
+        """``value``, or :data:`UNTRUSTED_MAX_OUTPUT_TOKENS` (with a warning) where an
+        untrusted file asks for a larger output cap."""
+        if self.trusted or not isinstance(value, int) or isinstance(value, bool):
+            return value
+        if value <= UNTRUSTED_MAX_OUTPUT_TOKENS:
+            return value
+        where = self.source or "<workflow>"
+        line = line_of(mapping, key)
+        if line is not None:
+            where += f":{line}"
+        self.warnings.append(
+            f"{where}: {what}: an untrusted file may ask for an output cap of at most "
+            f"{UNTRUSTED_MAX_OUTPUT_TOKENS:,} tokens, got {value:,}; using "
+            f"{UNTRUSTED_MAX_OUTPUT_TOKENS:,} (run with --trust if you wrote this file)."
+        )
+        return UNTRUSTED_MAX_OUTPUT_TOKENS
 
     def _duplicates(self, mapping: Any, node_id: str | None, *, node_level: bool = False) -> None:
         for key, line in getattr(mapping, "duplicates", ()):
@@ -653,8 +708,26 @@ class _FileReader:
             if isinstance(spec, str):
                 roles.append(Role(str(name), spec.splitlines()[0] if spec else "", spec))
             elif isinstance(spec, Mapping) and isinstance(spec.get("system_prompt"), str):
+                cap = spec.get("max_output_tokens")
+                if cap is not None and not _TOKENS[0](cap):
+                    self.problem(
+                        SchemaError,
+                        f"role {name!r}: max_output_tokens must be {_TOKENS[1]}, got {cap!r}.",
+                        f"write {name}: {{system_prompt: ..., max_output_tokens: 800}}, or "
+                        "leave it out.",
+                        mapping=spec,
+                        key="max_output_tokens",
+                        field="roles",
+                    )
+                    cap = None  # the role still exists: its nodes get no second error
+                cap = self._capped(cap, f"role {name!r}", spec, "max_output_tokens")
                 roles.append(
-                    Role(str(name), str(spec.get("description", "")), spec["system_prompt"])
+                    Role(
+                        str(name),
+                        str(spec.get("description", "")),
+                        spec["system_prompt"],
+                        max_output_tokens=cap,
+                    )
                 )
             else:
                 self.problem(
@@ -684,11 +757,17 @@ class _FileReader:
                     mapping=raw,
                     key=key,
                 )
-            elif self._type_ok(raw, key, value, None):
+            elif self._type_ok(raw, key, value, None, field=f"defaults.{key}"):
                 out[key] = value
+        if "max_output_tokens" in out:
+            out["max_output_tokens"] = self._capped(
+                out["max_output_tokens"], "defaults", raw, "max_output_tokens"
+            )
         return out
 
-    def _type_ok(self, mapping: Any, key: str, value: Any, node_id: str | None) -> bool:
+    def _type_ok(
+        self, mapping: Any, key: str, value: Any, node_id: str | None, *, field: str | None = None
+    ) -> bool:
         check, wanted = ALL_NODE_FIELDS[key]
         if check(value):
             return True
@@ -699,7 +778,7 @@ class _FileReader:
             mapping=mapping,
             key=key,
             node_id=node_id,
-            field=key,
+            field=field or key,
         )
         return False
 
@@ -802,6 +881,13 @@ class _FileReader:
             options = {**defaults.get("options", {}), **fields.get("options", {})}
             if not self._options_ok(options, body, node_id):
                 return None
+            if "max_tokens" in options:
+                options["max_tokens"] = self._capped(
+                    options["max_tokens"], f"node {node_id!r}: options.max_tokens", body, "options"
+                )
+            ok, schema = self._output_schema(fields, body, node_id)
+            if not ok:
+                return None
             inner = AgentNode(
                 **common,
                 role=fields["role"],
@@ -809,8 +895,25 @@ class _FileReader:
                 model=fields.get("model", defaults.get("model")),
                 options=MappingProxyType(options),
                 latency_s=fields.get("latency_s", defaults.get("latency_s")),
+                max_output_tokens=self._capped(
+                    fields.get("max_output_tokens"), f"node {node_id!r}", body, "max_output_tokens"
+                ),
+                on_truncated=fields.get("on_truncated"),
+                output_schema=schema,
             )
         elif is_function:
+            agent_only = [k for k in AGENT_ONLY_FIELDS if k in fields]
+            if agent_only:
+                self.problem(
+                    SchemaError,
+                    f"{agent_only[0]} applies to agent nodes, and this is a function node.",
+                    f"remove {agent_only[0]}; a function's return value is its output as it is.",
+                    mapping=body,
+                    key=agent_only[0],
+                    node_id=node_id,
+                    field=agent_only[0],
+                )
+                return None
             inner = FunctionNode(
                 **common,
                 target=fields["function"],
@@ -839,6 +942,44 @@ class _FileReader:
         if inner is None:
             self._kind_problem(node_id, body, "is neither an agent nor a function")
         return inner
+
+    def _output_schema(
+        self, fields: Mapping[str, Any], body: Any, node_id: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """``(True, schema)``: the node's ``output_schema`` as plain JSON data (``None``
+        if it has none); ``(False, None)`` (reported) if it holds what JSON cannot. Its
+        validity is checked at compile time, with every other problem."""
+        raw = fields.get("output_schema")
+        if raw is None:
+            return True, None
+        if not self.trusted and has_patterns(raw):
+            self.problem(
+                UntrustedInputError,
+                "an untrusted workflow may not use pattern or patternProperties in "
+                "output_schema: checking an answer against a hostile regular expression can "
+                "take exponential time.",
+                "drop the pattern (describe the format in the task instead), or run with "
+                "--trust if you wrote this file.",
+                mapping=body,
+                key="output_schema",
+                node_id=node_id,
+                field="output_schema",
+            )
+            return False, None
+        try:
+            return True, json_copy(raw)
+        except TypeError as exc:
+            self.problem(
+                SchemaError,
+                f"output_schema {exc}.",
+                "write the schema with mappings, lists, text, numbers, true/false and null "
+                "only (quote dates and other values YAML would read as something else).",
+                mapping=body,
+                key="output_schema",
+                node_id=node_id,
+                field="output_schema",
+            )
+            return False, None
 
     def _budgets_ok(self, fields: Mapping[str, Any], body: Any, node_id: str) -> bool:
         """Refuse an untrusted node that raises its own budgets past the defaults."""

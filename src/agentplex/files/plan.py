@@ -8,8 +8,10 @@ A plan is the JSON a coordinator LLM writes::
 
 Agent ``i`` becomes node ``<role>_<i>`` (``researcher_0``); dependencies are
 indices into ``agents``. Tasks are plain text, not templates, so braces in an
-LLM's text are harmless. Each agent may pin ``latency_s`` for the simulator
-and name a ``model``. A ``function`` entry (``module:function``) is allowed
+LLM's text are harmless. Each agent may pin ``latency_s`` for the simulator,
+name a ``model`` and set its ``max_output_tokens`` (in an untrusted plan at most
+:data:`~agentplex.files.loader.UNTRUSTED_MAX_OUTPUT_TOKENS`: a larger cap is cut
+to it, with a warning). A ``function`` entry (``module:function``) is allowed
 only in trusted plans; other extra fields are ignored, since LLMs add them.
 """
 
@@ -193,8 +195,18 @@ def _plan_node(
             "e.g. 2.0",
             "latency_s",
         )
+    cap = entry.get("max_output_tokens")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        fail(
+            SchemaError,
+            f"max_output_tokens must be a whole number of tokens >= 1, got {cap!r}.",
+            "e.g. 800, or leave it out for the run's default",
+            "max_output_tokens",
+        )
     if len(errors) > before:
         return None
+    if cap is not None and not wf.trusted:
+        cap = _capped(cap, node_id, wf, source, line_of(entry, "max_output_tokens"))
     if "function" in entry:
         return FunctionNode(id=node_id, target=str(entry["function"]), depends_on=deps, line=line)
     return AgentNode(
@@ -204,9 +216,24 @@ def _plan_node(
         depends_on=deps,
         model=entry.get("model") if isinstance(entry.get("model"), str) else None,
         latency_s=latency,
+        max_output_tokens=cap,
         literal_task=True,
         line=line,
     )
+
+
+def _capped(cap: int, node_id: str, wf: Workflow, source: str | None, line: int | None) -> int:
+    """``cap``, or the untrusted maximum (with a warning on ``wf``) when it is larger."""
+    from agentplex.files.loader import UNTRUSTED_MAX_OUTPUT_TOKENS as most
+
+    if cap <= most:
+        return cap
+    where = f"{source or '<plan>'}{f':{line}' if line else ''}"
+    wf.load_warnings.append(
+        f"{where}: node {node_id!r}: an untrusted plan may ask for an output cap of at most "
+        f"{most:,} tokens, got {cap:,}; using {most:,} (run with --trust if you wrote it)."
+    )
+    return most
 
 
 def _plan_deps(

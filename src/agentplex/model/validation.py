@@ -51,8 +51,10 @@ from agentplex.exceptions import (
 from agentplex.model import graph
 from agentplex.model.binding import Binding, Source, plan_binding
 from agentplex.model.roles import RoleLibrary
-from agentplex.model.templates import template_fields
+from agentplex.model.schema import check_schema, field_schema
+from agentplex.model.templates import template_fields, template_references
 from agentplex.model.workflow import (
+    TRUNCATION_POLICIES,
     AgentNode,
     CompiledWorkflow,
     FunctionNode,
@@ -60,6 +62,7 @@ from agentplex.model.workflow import (
     Node,
     OnCycle,
     Workflow,
+    WorkflowDefaults,
 )
 
 MAP_NAMES: tuple[Source, ...] = ("item", "index")
@@ -71,6 +74,12 @@ MAX_LISTED_ERRORS = 50
 _SUGGESTION_POOL = 1000  # candidates compared per suggestion (difflib is O(len) each)
 _SUGGESTION_MAX_LEN = 200  # a longer name is no typo of anything
 _PAUSE_GC_NODES = 1000
+_SCHEMA_PROBLEMS = 3  # problems listed per invalid output_schema
+
+# The shape of a value a placeholder reads fields of: text (an agent without an
+# output_schema), unknown (a function's return value), or a JSON Schema.
+_TEXT = "text"
+_UNKNOWN = "unknown"
 
 
 @contextlib.contextmanager
@@ -178,6 +187,8 @@ class _Checker:
         self.known_roles: dict[str, bool] = {}
         self.not_imported: list[str] = []
         """Function nodes whose target was only checked for shape (``imports=False``)."""
+        self.schemas: dict[int, tuple[Any, list[str]]] = {}
+        """The problems of each output schema checked, by identity (the schema kept)."""
 
     def suggest(self, value: str, choices: Iterable[str]) -> str:
         """:func:`did_you_mean`, for the first :data:`MAX_SUGGESTIONS` problems only."""
@@ -282,10 +293,11 @@ class _Checker:
                 ),
                 owner,
             )
+        self.agent_settings(node, owner)
         if node.literal_task:
             return
         try:
-            names = template_fields(node.task)
+            names, paths = template_references(node.task)
         except TemplateError as exc:
             self.error(
                 TemplateError(
@@ -310,6 +322,160 @@ class _Checker:
             return
         for name in names:
             self.placeholder(owner, name, deps, extra, what=f"task placeholder {{{name}}}")
+        for name, path in paths:
+            self.field_path(owner, name, path, deps, extra)
+
+    def agent_settings(self, node: AgentNode, owner: Node) -> None:
+        """Check an agent's output cap, truncation policy and output schema."""
+        if node.max_output_tokens is not None:
+            problem = cap_problem(node.max_output_tokens)
+            if problem is not None:
+                self.error(
+                    SchemaError(
+                        problem,
+                        hint="set e.g. max_output_tokens: 800, or leave it out for the "
+                        "role's, the run's or the engine's default.",
+                        node_id=owner.id,
+                        field="max_output_tokens",
+                    ),
+                    owner,
+                )
+        if node.on_truncated is not None and node.on_truncated not in TRUNCATION_POLICIES:
+            self.error(
+                SchemaError(
+                    f"on_truncated must be one of {', '.join(TRUNCATION_POLICIES)}, got "
+                    f"{_short(node.on_truncated)}"
+                    f"{self.suggest(str(node.on_truncated), TRUNCATION_POLICIES)}.",
+                    hint="accept keeps a cut-off answer, warn keeps it with a warning, retry "
+                    "tries again with a doubled cap, fail fails the node.",
+                    node_id=owner.id,
+                    field="on_truncated",
+                ),
+                owner,
+            )
+        if node.output_schema is not None:
+            for problem in self.schema_problems(node.output_schema):
+                self.error(
+                    SchemaError(
+                        f"output_schema {problem}.",
+                        hint="write a JSON Schema object, e.g. output_schema: {type: object, "
+                        "properties: {title: {type: string}}, required: [title]}.",
+                        node_id=owner.id,
+                        field="output_schema",
+                    ),
+                    owner,
+                )
+
+    def schema_problems(self, schema: Any) -> list[str]:
+        """:func:`check_schema`, once per schema object (a generated file repeats one)."""
+        key = id(schema)
+        cached = self.schemas.get(key)
+        if cached is None or cached[0] is not schema:
+            cached = self.schemas[key] = (schema, check_schema(schema)[:_SCHEMA_PROBLEMS])
+        return cached[1]
+
+    def shape(self, node_id: str) -> Any:
+        """What the output of ``node_id`` is: a JSON Schema, ``_TEXT`` or ``_UNKNOWN``."""
+        node = self.wf.nodes.get(node_id)
+        if isinstance(node, AgentNode):
+            return node.output_schema if node.output_schema is not None else _TEXT
+        if isinstance(node, MapNode):
+            return {"type": "array"}  # a list, whatever its items are
+        return _UNKNOWN
+
+    def item_shape(self, owner: Node) -> Any:
+        """What each ``{item}`` of the map node ``owner`` is."""
+        over = self.wf.nodes.get(owner.over) if isinstance(owner, MapNode) else None
+        if isinstance(over, MapNode):  # a list of its body's outputs
+            body = over.body
+            if isinstance(body, AgentNode):
+                return body.output_schema if body.output_schema is not None else _TEXT
+            return _UNKNOWN
+        if isinstance(over, AgentNode) and over.output_schema is None:
+            return _TEXT  # an answer's lines
+        return _UNKNOWN
+
+    def field_path(
+        self,
+        owner: Node,
+        name: str,
+        path: tuple[str, ...],
+        deps: Sequence[str],
+        extra: Sequence[str],
+    ) -> None:
+        """Check that ``{name.a.b}`` reads a field the value of ``name`` can have."""
+        shown = "{" + ".".join((name, *path)) + "}"
+        fields = ".".join(path)
+        what = f"task placeholder {shown}"
+        if name in deps:
+            shape: Any = self.shape(name)
+            subject = f"node {name!r}"
+        elif name == "item" and "item" in extra:
+            shape = self.item_shape(owner)
+            subject = "{item}"
+        elif name in extra:  # {index}: a number
+            shape = {"type": "integer"}
+            subject = "{" + name + "}"
+        elif name in self.wf.nodes:
+            return  # not a dependency: reported by placeholder()
+        else:
+            self.error(
+                TemplateError(
+                    f"{what} reads field {fields!r} of input {name!r}; only the outputs of "
+                    "nodes with an output_schema (or of function steps) have fields.",
+                    hint=f"write {{{name}}} to insert the input as it is.",
+                    node_id=owner.id,
+                    field="task",
+                ),
+                owner,
+            )
+            return
+        if shape is _UNKNOWN:
+            return  # a function's return value: its shape is known only at run time
+        if shape is _TEXT:
+            if subject == "{item}":
+                assert isinstance(owner, MapNode)
+                problem = (
+                    f"{what} reads field {fields!r} of each item, but the items of "
+                    f"{owner.over!r} are lines of text (it declares no output_schema)."
+                )
+                hint = "write {item} to insert the line, or map over a step that returns dicts."
+            else:
+                problem = (
+                    f"{what} reads field {fields!r} of {subject}, whose output is text: "
+                    "it declares no output_schema."
+                )
+                hint = (
+                    f"declare output_schema on {name!r} (a JSON Schema object with a "
+                    f"{path[0]!r} property; output= in Python), or write {{{name}}} to "
+                    "insert its whole answer."
+                )
+            self.error(TemplateError(problem, hint=hint, node_id=owner.id, field="task"), owner)
+            return
+        _target, missing_field = field_schema(shape, path)
+        if missing_field is None:
+            return
+        reached = next(  # the path up to the first field the schema rules out
+            path[:depth]
+            for depth in range(1, len(path) + 1)
+            if field_schema(shape, path[:depth])[1] is not None
+        )
+        missing = reached[-1]
+        declared = _declared_fields(shape, reached)
+        suggestion = self.suggest(missing, declared) if declared else ""
+        whole = "{" + ".".join((name, *reached[:-1])) + "}"
+        self.error(
+            TemplateError(
+                f"{what}: {subject} {missing_field}{suggestion}.",
+                hint=f"use one of its declared fields, or add {missing!r} to the properties "
+                f"of the output_schema of {subject}."
+                if declared
+                else f"write {whole} to insert that value as it is.",
+                node_id=owner.id,
+                field="task",
+            ),
+            owner,
+        )
 
     def placeholder(
         self, owner: Node, name: str, deps: Sequence[str], extra: Sequence[str], *, what: str
@@ -450,6 +616,44 @@ class _Checker:
             )
         return fn
 
+    def defaults(self, defaults: WorkflowDefaults) -> None:
+        """Check the workflow-wide output cap and truncation policy."""
+        cap = defaults.max_output_tokens
+        problem = cap_problem(cap) if cap is not None else None
+        if problem is not None:
+            self.error(
+                SchemaError(
+                    f"defaults: {problem}",
+                    hint="set e.g. defaults: {max_output_tokens: 800}, or leave it out.",
+                    field="defaults.max_output_tokens",
+                )
+            )
+        policy = defaults.on_truncated
+        if policy is not None and policy not in TRUNCATION_POLICIES:
+            self.error(
+                SchemaError(
+                    f"defaults: on_truncated must be one of {', '.join(TRUNCATION_POLICIES)}, "
+                    f"got {_short(policy)}.",
+                    hint="set e.g. defaults: {on_truncated: retry}, or leave it out (warn).",
+                    field="defaults.on_truncated",
+                )
+            )
+
+    def role_caps(self, roles: RoleLibrary) -> None:
+        """Check the output cap of every role that sets one (roles built in Python)."""
+        for role in roles.values():
+            cap = role.max_output_tokens
+            problem = cap_problem(cap) if cap is not None else None
+            if problem is not None:
+                self.error(
+                    SchemaError(
+                        f"role {role.name!r}: {problem}",
+                        hint=f"give Role({role.name!r}, ..., max_output_tokens=800), or leave "
+                        "it out for the run's default.",
+                        field="roles",
+                    )
+                )
+
     def common(self, node: Node) -> None:
         if node.timeout_s is not None and not node.timeout_s > 0:
             self.error(
@@ -491,6 +695,8 @@ def compile_workflow(
 def _compile(wf: Workflow, *, lenient: bool, on_cycle: OnCycle, imports: bool) -> CompiledWorkflow:
     checker = _Checker(wf, lenient=lenient, imports=imports)
     checker.warnings.extend(wf.load_warnings)
+    checker.defaults(wf.defaults)
+    checker.role_caps(wf.roles)
     for exc in wf.load_errors:
         if isinstance(exc, WorkflowError):
             checker.error(exc)
@@ -518,6 +724,19 @@ def _compile(wf: Workflow, *, lenient: bool, on_cycle: OnCycle, imports: bool) -
                         f"maps over {_short(node.over)}, which is not a node"
                         f"{checker.suggest_node(node.over)}.",
                         hint="set 'map' to the id of the node that produces the list.",
+                        node_id=node.id,
+                        field="map",
+                    ),
+                    node,
+                )
+            over = wf.nodes.get(node.over)
+            if isinstance(over, AgentNode) and over.output_schema is not None:
+                checker.error(
+                    DependencyError(
+                        f"maps over {node.over!r}, whose output_schema makes its answer an "
+                        "object, not a list.",
+                        hint="add a function step that returns the list (def items(extract): "
+                        "return extract['items']) and map over that step.",
                         node_id=node.id,
                         field="map",
                     ),
@@ -557,8 +776,25 @@ def _compile(wf: Workflow, *, lenient: bool, on_cycle: OnCycle, imports: bool) -
         bindings=bindings,
         providers=MappingProxyType(dict(wf.providers)),
         prices=MappingProxyType(dict(wf.prices)),
+        defaults=wf.defaults,
     )
     return compiled
+
+
+def cap_problem(cap: object) -> str | None:
+    """Say what is wrong with an output cap (a whole number of tokens >= 1), or ``None``."""
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        return f"max_output_tokens must be a whole number of tokens >= 1, got {_short(cap)}."
+    return None
+
+
+def _declared_fields(schema: Mapping[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The fields declared where the last step of ``path`` looks (for "did you mean")."""
+    parent, _problem = field_schema(schema, path[:-1]) if len(path) > 1 else (schema, None)
+    if not isinstance(parent, Mapping):
+        return []
+    props = parent.get("properties")
+    return [str(k) for k in props] if isinstance(props, Mapping) else []
 
 
 def _check_cycles(

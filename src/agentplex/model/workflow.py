@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast
 from agentplex.exceptions import DependencyError, DuplicateNodeError, SchemaError
 from agentplex.llm.config import ProviderConfig
 from agentplex.llm.pricing import Price
+from agentplex.model import schema as _schema
 from agentplex.model.binding import Binding
 from agentplex.model.ids import is_valid_node_id, suggest_node_id
 from agentplex.model.roles import Role, RoleLibrary, normalize_role
@@ -30,6 +31,11 @@ ExecutorName = str
 """``auto``, a built-in executor (``inline``, ``thread``, ``process``, ``dask``), or the
 name of one registered with :func:`agentplex.register_executor`."""
 OnCycle = Literal["error", "declared_order"]
+TruncationPolicy = Literal["accept", "warn", "retry", "fail"]
+"""What to do with an answer cut off at its output cap: keep it silently (``accept``),
+keep it with a warning (``warn``, the engine's default), try again with a doubled cap
+(``retry``), or fail the node (``fail``)."""
+TRUNCATION_POLICIES: tuple[TruncationPolicy, ...] = ("accept", "warn", "retry", "fail")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -82,7 +88,20 @@ class AgentNode(Node):
     model: str | None = None
     """``provider:model``; ``None`` uses the run's default model."""
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    """Provider parameters such as ``temperature``, ``max_tokens`` or ``seed``."""
+    """Provider parameters such as ``temperature`` or ``seed`` (an old ``max_tokens``
+    here still caps the answer; ``max_output_tokens`` is the field for it)."""
+    max_output_tokens: int | None = None
+    """Cap on each answer's length in tokens; ``None``: the role's, else the run's,
+    else the workflow's ``defaults:``, else the engine's default."""
+    on_truncated: TruncationPolicy | None = None
+    """What to do with an answer cut off at the cap (:data:`TRUNCATION_POLICIES`);
+    ``None``: the run's, else the workflow's ``defaults:``, else ``warn``."""
+    output_schema: Mapping[str, Any] | None = None
+    """A JSON Schema (plain JSON data, treated as read-only) the answer must follow:
+    the answer is then parsed, checked, and handed on as the JSON value it holds."""
+    schema_name: str = ""
+    """The schema's name for providers (``[A-Za-z0-9_-]{1,64}``); derived from the
+    schema's ``title`` or the node id when not given."""
     latency_s: float | None = None
     """Pin the ``sim`` provider's latency for this node (ignored by real providers)."""
     literal_task: bool = False
@@ -90,6 +109,12 @@ class AgentNode(Node):
     tools: tuple[str, ...] = ()
     """Registered tools called (side by side, with the task) before the model; their
     results join the prompt. Set by planned runs (``ask(tools=...)``)."""
+
+    def __post_init__(self) -> None:
+        if self.output_schema is not None:  # providers want a name with every schema
+            given = self.schema_name
+            name = _schema.schema_name({"title": given} if given else self.output_schema, self.id)
+            object.__setattr__(self, "schema_name", name)
 
     @property
     def kind(self) -> str:
@@ -179,6 +204,43 @@ class MapNode(Node):
         return self.estimate_s if self.estimate_s is not None else self.body.estimated_duration()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowDefaults:
+    """Workflow-wide settings every agent inherits unless it (or its role) sets its own.
+
+    Unlike the other ``defaults:`` of a file (``model``, ``retries``...), which
+    are copied into each node as it is read, these stay here, because they
+    rank below a role's cap and the run's own options: node, then role, then
+    the run (``--max-output-tokens``, ``--on-truncated``), then these.
+    """
+
+    max_output_tokens: int | None = None
+    """Output cap of agents whose node, role and run set none."""
+    on_truncated: TruncationPolicy | None = None
+    """Truncation policy of agents whose node and run set none."""
+
+    @classmethod
+    def of(cls, value: WorkflowDefaults | Mapping[str, Any] | None) -> WorkflowDefaults:
+        """Return ``value`` as defaults (a mapping gives the fields by name).
+
+        Raises:
+            SchemaError: for a key that is not a field, naming the fields.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, WorkflowDefaults):
+            return value
+        known = ("max_output_tokens", "on_truncated")
+        unknown = [str(k) for k in value if k not in known]
+        if unknown:
+            raise SchemaError(
+                f"unknown workflow default {unknown[0]!r}.",
+                hint=f"defaults may set {', '.join(known)}.",
+                field="defaults",
+            )
+        return cls(**{str(k): v for k, v in value.items()})
+
+
 @dataclass(frozen=True, slots=True)
 class InputSpec:
     """A declared workflow input."""
@@ -212,6 +274,8 @@ class CompiledWorkflow:
     """Provider configurations the workflow declares (``providers:`` in a file)."""
     prices: Mapping[str, Price] = field(default_factory=lambda: _EMPTY)
     """Prices the workflow adds to the built-in table."""
+    defaults: WorkflowDefaults = WorkflowDefaults()
+    """Output cap and truncation policy every agent inherits (``defaults:`` in a file)."""
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -323,8 +387,12 @@ class Workflow:
         trusted: bool = True,
         providers: Mapping[str, ProviderConfig] | None = None,
         prices: Mapping[str, Price] | None = None,
+        defaults: WorkflowDefaults | Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
+        self.defaults = WorkflowDefaults.of(defaults)
+        """What every agent inherits unless it says otherwise (``max_output_tokens``,
+        ``on_truncated``); checked by :meth:`compile`."""
         self.providers: dict[str, ProviderConfig] = dict(providers or {})
         """Provider configurations by the name model strings use (``local:qwen``)."""
         self.prices: dict[str, Price] = dict(prices or {})
@@ -408,14 +476,28 @@ class Workflow:
         latency_s: float | None = None,
         estimate_s: float | None = None,
         cache: bool | None = None,
+        max_output_tokens: int | None = None,
+        on_truncated: TruncationPolicy | None = None,
+        output: Any = None,
         **options: Any,
     ) -> str:
         """Add an agent node and return its id (by default the role, made unique).
 
-        Extra keyword arguments (``temperature=0.2``, ``max_tokens=500``...) are
-        passed to the provider. ``cache=False`` never reuses a cached answer.
+        ``max_output_tokens`` caps each answer; ``on_truncated`` says what to do
+        with one cut off at the cap (``accept``, ``warn``, ``retry``, ``fail``).
+        ``output`` asks for a structured answer: a pydantic model, a dataclass,
+        a TypedDict or a JSON Schema dict; the node's output is then the parsed
+        JSON value (a dict), checked against the schema, and later tasks may
+        read its fields (``{extract.title}``). Extra keyword arguments
+        (``temperature=0.2``, ``seed=7``...) are passed to the provider.
+        ``cache=False`` never reuses a cached answer.
+
+        Raises:
+            SchemaError: if ``output`` cannot be described as a JSON Schema.
+            MissingExtraError: if ``output`` is a type and pydantic is not installed.
         """
         node_id = id if id is not None else self._unique_id(normalize_role(role))
+        schema, name = self._output(output, node_id)
         return self._add(
             AgentNode(
                 id=node_id,
@@ -429,9 +511,35 @@ class Workflow:
                 estimate_s=estimate_s,
                 cache=cache,
                 options=MappingProxyType(dict(options)),
+                max_output_tokens=max_output_tokens,
+                on_truncated=on_truncated,
+                output_schema=schema,
+                schema_name=name,
             ),
             check_deps=False,
         )
+
+    def _output(self, output: Any, node_id: str) -> tuple[dict[str, Any] | None, str]:
+        """The JSON Schema and schema name ``output=`` asks for (``(None, "")`` for none).
+
+        Raises:
+            SchemaError: if ``output`` is neither a type pydantic describes nor a
+                JSON Schema mapping.
+        """
+        if output is None:
+            return None, ""
+        try:
+            schema = _schema.schema_for(output)
+        except TypeError as exc:
+            raise SchemaError(
+                f"output={_describe(output)} is not a structured output type: {exc}.",
+                hint="pass a pydantic model, a dataclass, a TypedDict, or a JSON Schema dict "
+                "such as {'type': 'object', 'properties': {'title': {'type': 'string'}}}.",
+                node_id=node_id,
+                field="output",
+                path=self.source,
+            ) from exc
+        return schema, _schema.schema_name(output, node_id)
 
     def function(
         self,
@@ -529,15 +637,21 @@ class Workflow:
         retries: int | None = None,
         latency_s: float | None = None,
         max_items: int = DEFAULT_MAX_ITEMS,
+        max_output_tokens: int | None = None,
+        on_truncated: TruncationPolicy | None = None,
+        output: Any = None,
     ) -> str:
         """Add a map node running an agent (``role`` + ``task``) or ``fn`` once per item of ``over``.
 
         ``max_items`` bounds the fan-out: a longer list fails the node before
-        any item starts.
+        any item starts. ``max_output_tokens``, ``on_truncated`` and ``output``
+        apply to each item's agent call, as in :meth:`agent`.
 
         Raises:
             SchemaError: unless exactly one of ``role``/``task`` or ``fn`` is
-                given, or if ``max_items`` is not a whole number >= 1.
+                given, if ``max_items`` is not a whole number >= 1, if a function
+                body is given an agent's settings, or if ``output`` cannot be
+                described as a JSON Schema.
         """
         has_agent = role is not None or task is not None
         if has_agent == (fn is not None) or (has_agent and (role is None or task is None)):
@@ -547,6 +661,19 @@ class Workflow:
                 node_id=id,
             )
         body: AgentNode | FunctionNode
+        agent_only = {
+            "max_output_tokens": max_output_tokens,
+            "on_truncated": on_truncated,
+            "output": output,
+        }
+        given = [name for name, value in agent_only.items() if value is not None]
+        if fn is not None and given:
+            raise SchemaError(
+                f"{given[0]} applies to agent calls, and this map's body is a function.",
+                hint=f"drop {given[0]}, or map an agent (role=..., task=...) instead.",
+                node_id=id,
+                field=given[0],
+            )
         if fn is not None:
             base = getattr(fn, "__name__", "map")
             body = FunctionNode(
@@ -556,6 +683,7 @@ class Workflow:
             assert role is not None
             assert task is not None
             base = f"{normalize_role(role)}_each"
+            schema, name = self._output(output, id if id is not None else base)
             body = AgentNode(
                 id=base,
                 role=role,
@@ -563,6 +691,10 @@ class Workflow:
                 model=model,
                 latency_s=latency_s,
                 timeout_s=timeout_s,
+                max_output_tokens=max_output_tokens,
+                on_truncated=on_truncated,
+                output_schema=schema,
+                schema_name=name,
             )
         node_id = id if id is not None else self._unique_id(base)
         if not isinstance(over, str):

@@ -42,7 +42,7 @@ def spec_of(compiled: CompiledWorkflow, node: Node | AgentNode | FunctionNode, m
         return ["map", node.over, spec_of(compiled, node.body, model)]
     if isinstance(node, AgentNode):
         role = compiled.roles[node.role]
-        return [
+        spec = [
             "agent",
             role.name,
             role.system_prompt,
@@ -51,6 +51,16 @@ def spec_of(compiled: CompiledWorkflow, node: Node | AgentNode | FunctionNode, m
             node.model or model,
             sorted((str(k), repr(v)) for k, v in node.options.items()),
         ]
+        # What shapes the answer too; only when set, so older keys stay what they were.
+        shape = {
+            "schema": node.output_schema,
+            "cap": node.max_output_tokens,
+            "role_cap": role.max_output_tokens,
+            "on_truncated": node.on_truncated,
+        }
+        if any(v is not None for v in shape.values()):
+            spec.append(json.dumps(shape, sort_keys=True, default=repr))
+        return spec
     if isinstance(node, FunctionNode):
         fn = node.fn
         name = node.target or (f"{fn.__module__}:{fn.__qualname__}" if fn is not None else "")
