@@ -8,6 +8,7 @@ import signal
 import time
 from typing import Any
 
+import jsonschema
 import pytest
 
 from agentplex.llm.base import Message
@@ -293,3 +294,116 @@ def test_trickle_and_script_settings_are_checked() -> None:
         ServerConfig(trickle_s=0).check()
     with pytest.raises(ConfigError, match="script"):
         ServerConfig(script=(42,)).check()
+
+
+# -- output caps, schemas and cache counts on the wire --------------------------------------
+
+VERDICT = {
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["Go", "Rust"]},
+        "margin": {"type": "integer", "minimum": 1, "maximum": 10},
+        "why": {"type": "string", "maxLength": 80},
+    },
+    "required": ["winner", "margin", "why"],
+    "additionalProperties": False,
+}
+SIM_MESSAGES = [Message("system", "You are terse."), Message("user", "Go vs Rust")]
+
+
+def anthropic(server: SimServer, **extra: Any) -> tuple[int, dict[str, str], bytes]:
+    body = {"model": "default", "max_tokens": 1000, "system": "You are terse."}
+    body["messages"] = [{"role": "user", "content": "Go vs Rust"}]
+    return post(server, "/v1/messages", {**body, **extra}, {"x-api-key": "k-1"})
+
+
+def events(raw: bytes) -> list[dict[str, Any]]:
+    lines = [line[6:] for line in raw.decode().split("\n") if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def test_openai_usage_reports_cached_prompt_tokens_like_llama_cpp(server: SimServer) -> None:
+    usage = json.loads(chat(server)[2])["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
+    raw = chat(server, stream=True, stream_options={"include_usage": True})[2]
+    assert events(raw)[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+    anthropic_usage = json.loads(anthropic(server)[2])["usage"]
+    assert anthropic_usage["cache_read_input_tokens"] == 0
+    assert anthropic_usage["cache_creation_input_tokens"] == 0
+
+
+@pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
+def test_openai_cap_cuts_the_answer_with_finish_reason_length(
+    server: SimServer, param: str
+) -> None:
+    full = generate("default", SIM_MESSAGES, 0)
+    data = json.loads(chat(server, **{param: 6})[2])
+    choice = data["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["content"] == full.text[:24]
+    assert data["usage"]["completion_tokens"] == 6
+    roomy = json.loads(chat(server, **{param: full.usage.output_tokens})[2])["choices"][0]
+    assert (roomy["finish_reason"], roomy["message"]["content"]) == ("stop", full.text)
+    chunks = events(chat(server, stream=True, **{param: 6})[2])
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == full.text[:24]
+
+
+def test_anthropic_cap_cuts_the_answer_with_stop_reason_max_tokens(server: SimServer) -> None:
+    full = generate("default", SIM_MESSAGES, 0)
+    data = json.loads(anthropic(server, max_tokens=6)[2])
+    assert data["stop_reason"] == "max_tokens"
+    assert data["content"][0]["text"] == full.text[:24]
+    assert data["usage"]["output_tokens"] == 6
+    streamed = events(anthropic(server, max_tokens=6, stream=True)[2])
+    delta = next(e for e in streamed if e["type"] == "message_delta")
+    assert delta["delta"]["stop_reason"] == "max_tokens"
+    assert delta["usage"]["output_tokens"] == 6
+
+
+@pytest.mark.parametrize(("value", "status"), [(0, 400), (-3, 400), ("10", 400), (None, 200)])
+def test_a_cap_that_is_not_a_positive_integer_is_refused(
+    server: SimServer, value: Any, status: int
+) -> None:
+    assert chat(server, max_tokens=value)[0] == status
+
+
+def test_openai_json_schema_is_answered_with_json_that_follows_it(server: SimServer) -> None:
+    form = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERDICT}}
+    data = json.loads(chat(server, response_format=form)[2])
+    content = data["choices"][0]["message"]["content"]
+    jsonschema.validate(json.loads(content), VERDICT)
+    assert content == generate("default", SIM_MESSAGES, 0, schema=VERDICT).text
+    assert data["choices"][0]["finish_reason"] == "stop"
+    obj = json.loads(chat(server, response_format={"type": "json_object"})[2])
+    assert isinstance(json.loads(obj["choices"][0]["message"]["content"]), dict)
+    assert chat(server, response_format={"type": "xml"})[0] == 400
+
+
+def test_anthropic_forced_tool_is_answered_with_a_tool_use_block(server: SimServer) -> None:
+    tools = [
+        {"name": "other", "input_schema": {"type": "object"}},
+        {"name": "verdict", "input_schema": VERDICT},
+    ]
+    forced = {"tools": tools, "tool_choice": {"type": "tool", "name": "verdict"}}
+    data = json.loads(anthropic(server, **forced)[2])
+    [block] = data["content"]
+    assert (block["type"], block["name"], data["stop_reason"]) == (
+        "tool_use",
+        "verdict",
+        "tool_use",
+    )
+    jsonschema.validate(block["input"], VERDICT)
+    assert block["input"] == json.loads(generate("default", SIM_MESSAGES, 0, schema=VERDICT).text)
+    streamed = events(anthropic(server, stream=True, **forced)[2])
+    start = next(e for e in streamed if e["type"] == "content_block_start")
+    assert start["content_block"]["type"] == "tool_use"
+    deltas = [e["delta"] for e in streamed if e["type"] == "content_block_delta"]
+    assert {d["type"] for d in deltas} == {"input_json_delta"}
+    assert json.loads("".join(d["partial_json"] for d in deltas)) == block["input"]
+    # auto leaves the model free: it answers in text
+    auto = json.loads(anthropic(server, tools=tools, tool_choice={"type": "auto"})[2])
+    assert (auto["content"][0]["type"], auto["stop_reason"]) == ("text", "end_turn")
+    unknown = {"tools": tools, "tool_choice": {"type": "tool", "name": "nope"}}
+    assert anthropic(server, **unknown)[0] == 400

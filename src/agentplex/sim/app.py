@@ -14,9 +14,21 @@ A model named ``status-NNN`` always answers HTTP NNN (a 401 echoes the key
 it was sent, as OpenAI's does), so tests can reach every status.
 
 Answers come from :func:`agentplex.sim.provider.generate`, so the text, usage and
-latency are the in-process ``sim`` provider's for the same model, messages and
-seed. Faults are drawn per request from a seeded generator, before the answer;
-a ``script`` of statuses answers the first requests of each prompt in order
+latency are the in-process ``sim`` provider's for the same model, messages,
+seed, output cap and schema. The cap is OpenAI's ``max_completion_tokens`` or
+``max_tokens`` and Anthropic's ``max_tokens``: a longer answer is cut there
+with ``finish_reason: "length"`` (Anthropic: ``stop_reason: "max_tokens"``)
+and the cap as its completion tokens. A schema is OpenAI's ``response_format:
+{type: json_schema, json_schema: {schema}}`` (``json_object`` asks for any
+object), answered as JSON text; or an Anthropic tool forced with
+``tool_choice: {type: tool}`` (or ``any``), answered with a ``tool_use`` block
+whose ``input`` is the value and ``stop_reason: "tool_use"``, streamed as the
+SDK's ``input_json_delta`` events. OpenAI usage reports
+``prompt_tokens_details.cached_tokens`` (always 0, as llama.cpp does) and
+Anthropic's its two cache counts, so clients read those fields.
+
+Faults are drawn per request from a seeded generator, before the answer; a
+``script`` of statuses answers the first requests of each prompt in order
 instead (429s with Retry-After), so a test can ask for "ten 429s, then the
 answer" without depending on which request draws what. The enforced RPM/TPM
 limits are token buckets holding one second's worth (like real providers, which
@@ -38,9 +50,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentplex.llm.base import Message
+from agentplex.result import Usage
 from agentplex.sim.http import ConnectionTracker, Drop, HttpRequest, HttpResponse, Stream
 from agentplex.sim.provider import MODELS as SIM_MODELS
-from agentplex.sim.provider import generate, stream_pieces
+from agentplex.sim.provider import SimAnswer, generate, stream_pieces
 
 FAULTS = (
     "p429",
@@ -151,6 +164,23 @@ class _Stats:
     """The most completions being answered at once."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What a completion request asks for, in either API."""
+
+    model: str
+    messages: list[Message]
+    seed: int = 0
+    cap: int | None = None
+    """The output cap in tokens; None: none sent."""
+    schema: dict[str, Any] | None = None
+    """The JSON Schema the answer must follow; None: free text."""
+    tool: str | None = None
+    """Anthropic: the forced tool whose ``input`` is the answer."""
+    include_usage: bool = False
+    """OpenAI streaming: send a last chunk with the usage."""
+
+
 def prompt_hash(model: str, messages: list[Message]) -> str:
     """Return the short hash /stats files a request under (model and messages)."""
     payload = json.dumps([model, [[m.role, m.content] for m in messages]]).encode()
@@ -249,13 +279,14 @@ class SimApp:
     ) -> HttpResponse | None:
         try:
             body = request.json()
-            model, messages = api.parse(body)
+            call = api.parse(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._record("400", None)
             return HttpResponse.json(400, api.error(400, f"invalid request: {exc}"))
         if not api.authorized(request.headers):
             self._record("401", None)
             return HttpResponse.json(401, api.error(401, "missing API key"))
+        model, messages = call.model, call.messages
         key = prompt_hash(model, messages)
         self.stats.models[key] = model
         if model.startswith("status-") and model[7:].isdigit():
@@ -268,8 +299,9 @@ class SimApp:
             return await self._trickle(key, request, body, start_stream)
         if fault is not None:
             return await self._fault(fault, key, api, request)
-        seed = body.get("seed", 0) if isinstance(body.get("seed", 0), int) else 0
-        answer = generate(model, messages, seed)
+        answer = generate(
+            model, messages, call.seed, max_output_tokens=call.cap, schema=call.schema
+        )
         limited = self._over_limit(answer.usage.input_tokens + answer.usage.output_tokens)
         if limited is not None:
             self._record("429", key)
@@ -287,7 +319,7 @@ class SimApp:
             pieces = stream_pieces(answer.text)
             await asyncio.sleep(latency * 0.3)
             gap = latency * 0.7 / max(1, len(pieces))
-            for chunk in api.stream(ident, model, answer.text, pieces, answer.usage, body):
+            for chunk in api.stream(ident, call, answer, pieces):
                 await stream.send(chunk)
                 if gap > 0:
                     await asyncio.sleep(gap)
@@ -296,7 +328,7 @@ class SimApp:
         if latency > 0:
             await asyncio.sleep(latency)
         self._record("200", key)
-        return HttpResponse.json(200, api.answer(ident, model, answer.text, answer.usage))
+        return HttpResponse.json(200, api.answer(ident, call, answer))
 
     def _forced(self, status: int, key: str, api: _Api, request: HttpRequest) -> HttpResponse:
         """Answer a ``status-NNN`` model with HTTP NNN; a 401 echoes the key, as OpenAI does."""
@@ -373,7 +405,7 @@ class SimApp:
 class _Api:
     """What differs between the OpenAI and Anthropic wire formats."""
 
-    def parse(self, body: Any) -> tuple[str, list[Message]]:
+    def parse(self, body: Any) -> _Call:
         raise NotImplementedError
 
     def authorized(self, headers: dict[str, str]) -> bool:
@@ -382,12 +414,10 @@ class _Api:
     def error(self, status: int, message: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def answer(self, ident: str, model: str, text: str, usage: Any) -> dict[str, Any]:
+    def answer(self, ident: str, call: _Call, answer: SimAnswer) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stream(
-        self, ident: str, model: str, text: str, pieces: list[str], usage: Any, body: Any
-    ) -> list[bytes]:
+    def stream(self, ident: str, call: _Call, answer: SimAnswer, pieces: list[str]) -> list[bytes]:
         raise NotImplementedError
 
 
@@ -396,13 +426,50 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data)}\n\n".encode()
 
 
+def _cap(body: Any, *names: str) -> int | None:
+    """The output cap the request sets under the first of ``names`` it uses."""
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        return value
+    return None
+
+
 class _OpenAIApi(_Api):
-    def parse(self, body: Any) -> tuple[str, list[Message]]:
+    def parse(self, body: Any) -> _Call:
         model = body["model"]
         messages = [Message(m["role"], _text(m["content"])) for m in body["messages"]]
         if not isinstance(model, str) or not messages:
             raise ValueError("'model' and 'messages' are required")
-        return model, messages
+        seed = body.get("seed", 0)
+        return _Call(
+            model,
+            messages,
+            seed if type(seed) is int else 0,
+            _cap(body, "max_completion_tokens", "max_tokens"),
+            self._schema(body.get("response_format")),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        )
+
+    @staticmethod
+    def _schema(form: Any) -> dict[str, Any] | None:
+        if form is None:
+            return None
+        kind = form.get("type")
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return {"type": "object"}
+        if kind == "json_schema":
+            spec = form["json_schema"]
+            schema = spec.get("schema", {})
+            if not isinstance(schema, dict):
+                raise ValueError("response_format.json_schema.schema must be an object")
+            return schema
+        raise ValueError(f"response_format.type must be text, json_object or json_schema: {kind!r}")
 
     def authorized(self, headers: dict[str, str]) -> bool:
         return headers.get("authorization", "").removeprefix("Bearer ").strip() != ""
@@ -417,34 +484,37 @@ class _OpenAIApi(_Api):
             }
         }
 
-    def answer(self, ident: str, model: str, text: str, usage: Any) -> dict[str, Any]:
+    @staticmethod
+    def _usage(usage: Usage) -> dict[str, Any]:
+        return {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+
+    def answer(self, ident: str, call: _Call, answer: SimAnswer) -> dict[str, Any]:
         return {
             "id": f"chatcmpl-{ident}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": model,
+            "model": call.model,
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length" if answer.truncated else "stop",
+                    "message": {"role": "assistant", "content": answer.text},
                 }
             ],
-            "usage": {
-                "prompt_tokens": usage.input_tokens,
-                "completion_tokens": usage.output_tokens,
-                "total_tokens": usage.total_tokens,
-            },
+            "usage": self._usage(answer.usage),
         }
 
-    def stream(
-        self, ident: str, model: str, text: str, pieces: list[str], usage: Any, body: Any
-    ) -> list[bytes]:
+    def stream(self, ident: str, call: _Call, answer: SimAnswer, pieces: list[str]) -> list[bytes]:
         base = {
             "id": f"chatcmpl-{ident}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
-            "model": model,
+            "model": call.model,
         }
         chunks = []
         for i, piece in enumerate(pieces):
@@ -452,29 +522,18 @@ class _OpenAIApi(_Api):
             chunks.append(
                 _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
             )
+        finish = "length" if answer.truncated else "stop"
         chunks.append(
-            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         )
-        if (body.get("stream_options") or {}).get("include_usage"):
-            chunks.append(
-                _sse(
-                    {
-                        **base,
-                        "choices": [],
-                        "usage": {
-                            "prompt_tokens": usage.input_tokens,
-                            "completion_tokens": usage.output_tokens,
-                            "total_tokens": usage.total_tokens,
-                        },
-                    }
-                )
-            )
+        if call.include_usage:
+            chunks.append(_sse({**base, "choices": [], "usage": self._usage(answer.usage)}))
         chunks.append(b"data: [DONE]\n\n")
         return chunks
 
 
 class _AnthropicApi(_Api):
-    def parse(self, body: Any) -> tuple[str, list[Message]]:
+    def parse(self, body: Any) -> _Call:
         model = body["model"]
         system = body.get("system")
         messages = [Message("system", _text(system))] if system else []
@@ -483,7 +542,27 @@ class _AnthropicApi(_Api):
             raise ValueError("'model' and 'messages' are required")
         if not isinstance(body.get("max_tokens"), int):
             raise ValueError("max_tokens: Field required")
-        return model, messages
+        tool, schema = self._forced_tool(body)
+        return _Call(model, messages, 0, _cap(body, "max_tokens"), schema, tool)
+
+    @staticmethod
+    def _forced_tool(body: Any) -> tuple[str | None, dict[str, Any] | None]:
+        """The tool ``tool_choice`` forces and its ``input_schema``; (None, None) for text."""
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {}
+        by_name = {t["name"]: t for t in tools}
+        if choice.get("type") == "tool":
+            name = choice["name"]
+            if name not in by_name:
+                raise ValueError(f"tool_choice names {name!r}, which is not in tools")
+        elif choice.get("type") == "any" and tools:
+            name = tools[0]["name"]
+        else:
+            return None, None  # auto or none: a text answer
+        schema = by_name[name].get("input_schema")
+        if not isinstance(schema, dict):
+            raise ValueError(f"tools: {name!r} needs an input_schema object")
+        return name, schema
 
     def authorized(self, headers: dict[str, str]) -> bool:
         bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -502,59 +581,84 @@ class _AnthropicApi(_Api):
             "error": {"type": kind.get(status, "api_error"), "message": message},
         }
 
-    def answer(self, ident: str, model: str, text: str, usage: Any) -> dict[str, Any]:
+    @staticmethod
+    def _stop(call: _Call, answer: SimAnswer) -> str:
+        if answer.truncated:
+            return "max_tokens"
+        return "tool_use" if call.tool else "end_turn"
+
+    @staticmethod
+    def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+        return {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    def answer(self, ident: str, call: _Call, answer: SimAnswer) -> dict[str, Any]:
+        if call.tool is not None:
+            try:  # a tool call cut off by the cap has no complete input
+                value = json.loads(answer.text) if not answer.truncated else {}
+            except ValueError:
+                value = {}
+            content = [
+                {"type": "tool_use", "id": f"toolu_{ident}", "name": call.tool, "input": value}
+            ]
+        else:
+            content = [{"type": "text", "text": answer.text}]
+        usage = answer.usage
         return {
             "id": f"msg_{ident}",
             "type": "message",
             "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "model": call.model,
+            "content": content,
+            "stop_reason": self._stop(call, answer),
             "stop_sequence": None,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage": self._usage(usage.input_tokens, usage.output_tokens),
         }
 
-    def stream(
-        self, ident: str, model: str, text: str, pieces: list[str], usage: Any, body: Any
-    ) -> list[bytes]:
+    def stream(self, ident: str, call: _Call, answer: SimAnswer, pieces: list[str]) -> list[bytes]:
+        usage = answer.usage
         start: dict[str, Any] = {
             "id": f"msg_{ident}",
             "type": "message",
             "role": "assistant",
-            "model": model,
+            "model": call.model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": 1},
+            "usage": self._usage(usage.input_tokens, 1),
         }
+        if call.tool is not None:
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": f"toolu_{ident}",
+                "name": call.tool,
+                "input": {},
+            }
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+        else:
+            block = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in pieces]
         chunks = [
             _sse({"type": "message_start", "message": start}, "message_start"),
             _sse(
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
+                {"type": "content_block_start", "index": 0, "content_block": block},
                 "content_block_start",
             ),
         ]
         chunks += [
-            _sse(
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": p},
-                },
-                "content_block_delta",
-            )
-            for p in pieces
+            _sse({"type": "content_block_delta", "index": 0, "delta": d}, "content_block_delta")
+            for d in deltas
         ]
         chunks += [
             _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
             _sse(
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": self._stop(call, answer), "stop_sequence": None},
                     "usage": {"output_tokens": usage.output_tokens},
                 },
                 "message_delta",

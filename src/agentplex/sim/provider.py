@@ -3,8 +3,19 @@
 ``sim`` needs no network, key or GPU. The same model, messages and seed always
 give the same text, so a workflow's outputs are identical under every
 strategy and any concurrency. The text is shaped by the role (recognised from
-the system prompt) and visibly uses the task and every labelled context
-section, so data flow between agents can be seen and tested.
+the system prompt) and visibly uses the task and every section of material
+(read with :func:`agentplex.llm.material.parse_prompt`, so an upstream output
+that holds a delimiter's text is still one section), so data flow between
+agents can be seen and tested.
+
+It keeps to a request the way a real endpoint does:
+
+- an answer longer than the output cap (``Request.max_output_tokens``) is cut
+  at that many tokens (about four characters each) and reports finish reason
+  ``length``, with the cap as its output tokens;
+- a request with a JSON Schema (``Request.schema``) is answered with one value
+  the schema accepts, built from the schema and the prompt
+  (:mod:`agentplex.sim.structured`), as a model under a grammar answers.
 
 Latency is drawn from a seeded model of a real endpoint: time to first token
 plus output tokens over a throughput, each with jitter. Models:
@@ -12,13 +23,18 @@ plus output tokens over a throughput, each with jitter. Models:
 - ``sim:default``: 0.2-0.5 s to first token, 90-150 tokens/s;
 - ``sim:fast``: a tenth of that;
 - ``sim:instant``: no waiting at all;
+- ``sim:runaway``: the latency of ``default``, but it never stops by itself,
+  like a small model caught in a loop: its answer repeats until the output cap
+  (or :data:`RUNAWAY_LIMIT_TOKENS`, its context window, with no cap) and is
+  always cut off; each seed loops differently;
 - any other name behaves like ``default`` (with different text).
 
 A request may pin its latency exactly (a node's ``latency_s``). Every latency
 is multiplied by the provider's ``scale`` (default: the environment variable
 ``AGENTPLEX_SIM_SCALE``, else 1), which tests use to run real workflows fast.
-The option ``sim_fail_first: N`` makes the first N calls of a request fail
-with a retryable error, to exercise retries.
+The option ``sim_fail_first: N`` makes the first N calls of a request (its model
+and messages, whatever its seed) fail with a retryable error, to exercise
+retries.
 """
 
 from __future__ import annotations
@@ -29,28 +45,24 @@ import json
 import os
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agentplex.exceptions import ConfigError, ProviderError
-from agentplex.llm.base import (
-    CONTEXT_MARKER,
-    Completion,
-    Message,
-    Provider,
-    Request,
-    estimate_tokens,
-)
+from agentplex.llm.base import Completion, Message, Provider, Request, estimate_tokens
 from agentplex.llm.limits import Limits
+from agentplex.llm.material import parse_prompt
 from agentplex.model.roles import BUILTIN_ROLES
 from agentplex.result import Usage
 from agentplex.sim import plans as sim_plans
+from agentplex.sim.structured import value_for
 
 #: Model names the simulator knows by behaviour (any other name acts like ``default``).
-MODELS = ("default", "fast", "instant")
+MODELS = ("default", "fast", "instant", "runaway")
 
-#: Marker that starts a labelled context section in an agent's prompt.
+RUNAWAY_LIMIT_TOKENS = 4096
+"""Where ``sim:runaway`` stops when nothing caps it: the end of its context window."""
 
 _STOPWORDS = frozenset(
     [
@@ -214,7 +226,7 @@ _STYLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Critique",
         (
             "Weakness: the case for {kw} rests on optimistic assumptions; add a downside scenario",
-            "Unsupported claim about {kw}; cite a source or drop it",
+            "Unsupported claim about {kw}; back it with the material or drop it",
             "Gap: {kw} ignores maintenance cost; estimate it",
             "Strength: the treatment of {kw} is clear and actionable",
         ),
@@ -271,6 +283,8 @@ class SimAnswer:
     text: str
     usage: Usage
     latency_s: float
+    truncated: bool = False
+    """Whether the answer was cut off at the output cap (finish reason ``length``)."""
 
 
 def _digest(model: str, messages: Sequence[Message], seed: object) -> int:
@@ -281,41 +295,80 @@ def _digest(model: str, messages: Sequence[Message], seed: object) -> int:
 
 
 def _keywords(text: str, rng: random.Random, count: int) -> list[str]:
-    words = list(dict.fromkeys(w.strip(".-") for w in _WORD.findall(text)))
-    words = [w for w in words if w.lower() not in _STOPWORDS] or ["the topic"]
+    """The first ``count`` distinct words of ``text`` that are not stopwords (cycled if
+    there are fewer), shuffled. Reads only as far as it needs: material can be long."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(text):
+        word = match.group().strip(".-")
+        if word not in seen and word.lower() not in _STOPWORDS:
+            seen[word] = None
+            if len(seen) == count:
+                break
+    words = list(seen) or ["the topic"]
     picked = [words[i % len(words)] for i in range(count)]
     rng.shuffle(picked)
     return picked
 
 
 def split_prompt(content: str) -> tuple[str, list[tuple[str, str]]]:
-    """Split a user prompt into the task and its labelled context sections."""
-    head, *sections = content.split(CONTEXT_MARKER)
-    contexts = []
-    for section in sections:
-        label, _, body = section.partition("\n")
-        contexts.append((label.strip(), body.strip()))
-    return head.strip(), contexts
+    """Split a user prompt into the task and its material, as ``(label, body)`` pairs.
+
+    A prompt with material is read with :func:`~agentplex.llm.material.parse_prompt`;
+    when nothing follows the material (a hand-written prompt that puts its task
+    first), the text before it is the task.
+    """
+    parsed = parse_prompt(content)
+    task = parsed.task or parsed.lead
+    return task, [(section.label, section.body) for section in parsed.sections]
 
 
-def generate(model: str, messages: Sequence[Message], seed: object = 0) -> SimAnswer:
-    """Return the simulator's deterministic answer to ``messages``."""
+def generate(
+    model: str,
+    messages: Sequence[Message],
+    seed: object = 0,
+    *,
+    max_output_tokens: int | None = None,
+    schema: Mapping[str, Any] | None = None,
+) -> SimAnswer:
+    """Return the simulator's deterministic answer to ``messages``.
+
+    ``schema``: answer with JSON it accepts. ``max_output_tokens``: cut a longer
+    answer there (``truncated``).
+    """
     rng = random.Random(_digest(model, messages, seed))
     system = next((m.content for m in messages if m.role == "system"), "")
     user = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    role = _ROLE_BY_PROMPT.get(system, "")
-    heading, phrases = _STYLES.get(role, _GENERIC)
     task, contexts = split_prompt(user)
-    planned = sim_plans.answer(model, user, contexts)
+    planned = sim_plans.answer(model, task, contexts)
     if planned is not None:  # playing the coordinator (or a delegating agent, or a reviewer)
-        return _timed(planned, messages, rng, model)
+        return _timed(planned, messages, rng, model, max_output_tokens)
+    material = task + " " + " ".join(b for _l, b in contexts)
+    if schema is not None:
+        value = value_for(schema, words=_keywords(material, rng, 12), rng=rng)
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = _prose(system, task, contexts, material, rng)
+    if model == "runaway":
+        text = _runaway(text, material, rng, max_output_tokens)
+    return _timed(text, messages, rng, model, max_output_tokens)
+
+
+def _prose(
+    system: str,
+    task: str,
+    contexts: list[tuple[str, str]],
+    material: str,
+    rng: random.Random,
+) -> str:
+    """A role-shaped answer: a heading on the task, a few bullets, what it builds on."""
+    heading, phrases = _STYLES.get(_ROLE_BY_PROMPT.get(system, ""), _GENERIC)
     subject = " ".join(task.split())
     if len(subject) > 90:
         subject = subject[:87].rstrip() + "..."
     lines = [f"## {heading}: {subject}", ""]
     bullets = rng.randint(3, 5)
     for kw, phrase in zip(
-        _keywords(task + " " + " ".join(b for _l, b in contexts), rng, bullets),
+        _keywords(material, rng, bullets),
         rng.sample(phrases, k=min(bullets, len(phrases))),
         strict=False,
     ):
@@ -325,12 +378,40 @@ def generate(model: str, messages: Sequence[Message], seed: object = 0) -> SimAn
         for label, body in contexts:
             quote = " ".join(body.replace("#", "").split()[:10])
             lines.append(f'- {label}: "{quote}..."')
-    return _timed("\n".join(lines), messages, rng, model)
+    return "\n".join(lines)
 
 
-def _timed(text: str, messages: Sequence[Message], rng: random.Random, model: str) -> SimAnswer:
-    """Usage and latency of answering ``messages`` with ``text``."""
+def _runaway(text: str, material: str, rng: random.Random, cap: int | None) -> str:
+    """``text``, then the same kind of line over and over, past where anything could stop it."""
+    limit = RUNAWAY_LIMIT_TOKENS if cap is None else min(cap, RUNAWAY_LIMIT_TOKENS)
+    chars = (limit + 1) * 4  # one token past the limit: always cut
+    _heading, phrases = _GENERIC
+    words = _keywords(material, rng, 8)
+    parts = [text, "\n"]
+    size = len(text) + 1
+    while size < chars:
+        line = f"- {rng.choice(phrases).format(kw=rng.choice(words))}, again.\n"
+        parts.append(line)
+        size += len(line)
+    return "".join(parts)
+
+
+def _timed(
+    text: str,
+    messages: Sequence[Message],
+    rng: random.Random,
+    model: str,
+    cap: int | None = None,
+) -> SimAnswer:
+    """Usage and latency of answering ``messages`` with ``text``, cut at ``cap`` tokens."""
     output_tokens = estimate_tokens(text)
+    limit = cap
+    if model == "runaway":
+        limit = RUNAWAY_LIMIT_TOKENS if cap is None else min(cap, RUNAWAY_LIMIT_TOKENS)
+    truncated = limit is not None and output_tokens > limit
+    if limit is not None and truncated:
+        text = text[: limit * 4]  # estimate_tokens: four characters a token
+        output_tokens = limit
     input_tokens = sum(estimate_tokens(m.content) for m in messages)
     ttft = rng.uniform(0.2, 0.5)
     throughput = rng.uniform(90.0, 150.0)
@@ -339,7 +420,7 @@ def _timed(text: str, messages: Sequence[Message], rng: random.Random, model: st
         latency /= 10
     elif model == "instant":
         latency = 0.0
-    return SimAnswer(text, Usage(input_tokens, output_tokens), latency)
+    return SimAnswer(text, Usage(input_tokens, output_tokens), latency, truncated)
 
 
 class SimProvider(Provider):
@@ -370,10 +451,18 @@ class SimProvider(Provider):
 
     async def _complete(self, request: Request) -> Completion:
         seed = request.options.get("seed", 0)
-        answer = generate(request.model, request.messages, seed)
+        answer = generate(
+            request.model,
+            request.messages,
+            seed,
+            max_output_tokens=request.max_output_tokens,
+            schema=request.schema,
+        )
         fail_first = int(request.options.get("sim_fail_first", 0))
         if fail_first:
-            key = _digest(request.model, request.messages, seed)
+            # Not by seed: a retry is the same request with the next seed (see
+            # agentplex.engine.prompts), and must find the failures already spent.
+            key = _digest(request.model, request.messages, None)
             left = self._failures_left.setdefault(key, fail_first)
             if left > 0:
                 self._failures_left[key] = left - 1
@@ -392,6 +481,7 @@ class SimProvider(Provider):
             model=request.model,
             provider=self.name,
             latency_s=latency,
+            finish_reason="length" if answer.truncated else "stop",
         )
 
 
