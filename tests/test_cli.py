@@ -267,7 +267,9 @@ def test_yaml_map_node_runs_one_agent_per_item(tmp_path) -> None:
 # -- one CLI: flags declared once, one script, --json everywhere ------------------------------
 
 ENGINE_HELP = {
-    "--max-concurrency": "Nodes running at once.",
+    "--max-concurrency": "Nodes running at once",
+    "--max-output-tokens": "Output cap of each model call",
+    "--on-truncated": "What to do with an answer cut off",
     "--model": "Model for agents that name none",
     "--seed": "Seed passed to the model",
     "--timeout": "Per-attempt time limit",

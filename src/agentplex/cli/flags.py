@@ -41,6 +41,13 @@ class ErrorPolicyChoice(StrEnum):
     continue_ = "continue"
 
 
+class TruncationChoice(StrEnum):
+    accept = "accept"
+    warn = "warn"
+    retry = "retry"
+    fail = "fail"
+
+
 class OnCycleChoice(StrEnum):
     error = "error"
     declared_order = "declared-order"
@@ -50,7 +57,12 @@ _PER_MODEL = "allowed per model of --model's provider."
 
 #: Help of every engine flag, by field; the option's name is the field's, dashed.
 ENGINE_HELP = {
-    "max_concurrency": "Nodes running at once.",
+    "max_concurrency": "Nodes running at once (provider limits, adaptive on 429s, protect "
+    "the endpoint).",
+    "max_output_tokens": "Output cap of each model call of agents whose node and role set "
+    "none [default: the workflow's defaults:, else 1024].",
+    "on_truncated": "What to do with an answer cut off at its output cap, for nodes that "
+    "say nothing [default: warn].",
     "strategy": "Scheduling strategy [default: $AGENTPLEX_STRATEGY or dataflow].",
     "error_policy": "fail_fast cancels the run; continue skips dependents only.",
     "model": "Model for agents that name none, as provider:model.",
@@ -92,13 +104,18 @@ class EngineFlags:
 
     max_concurrency: Annotated[
         int, _engine("max_concurrency", "--max-concurrency", "-c", min=1)
-    ] = 16
+    ] = 256  # RunOptions' DEFAULT_MAX_CONCURRENCY (not imported: --help stays fast)
     strategy: Annotated[Optional[StrategyChoice], _engine("strategy")] = None  # noqa: UP045
     error_policy: Annotated[ErrorPolicyChoice, _engine("error_policy", "--error-policy")] = (
         ErrorPolicyChoice.fail_fast
     )
     model: Annotated[str, _engine("model")] = "sim:default"
     seed: Annotated[int, _engine("seed")] = 0
+    max_output_tokens: Annotated[
+        Optional[int],  # noqa: UP045
+        _engine("max_output_tokens", "--max-output-tokens", min=1),
+    ] = None
+    on_truncated: Annotated[Optional[TruncationChoice], _engine("on_truncated")] = None  # noqa: UP045
     timeout: Annotated[Optional[float], _engine("timeout")] = None  # noqa: UP045
     retries: Annotated[int, _engine("retries", min=0)] = 4
     rate_limit_retries: Annotated[int, _engine("rate_limit_retries", min=0)] = 50
@@ -126,6 +143,8 @@ class EngineFlags:
             "error_policy": self.error_policy.value,
             "model": self.model,
             "seed": self.seed,
+            "max_output_tokens": self.max_output_tokens,
+            "on_truncated": self.on_truncated.value if self.on_truncated else None,
             "timeout_s": self.timeout,
             "retries": self.retries,
             "rate_limit_retries": self.rate_limit_retries,

@@ -14,18 +14,24 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import functools
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from agentplex.engine.context import NodeContext
 from agentplex.engine.fanout import fan_out
-from agentplex.engine.options import RunOptions
+from agentplex.engine.options import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    MAX_RETRY_OUTPUT_TOKENS,
+    RunOptions,
+)
 from agentplex.engine.prompts import build_request
-from agentplex.exceptions import ConfigError
+from agentplex.exceptions import AnswerTruncatedError, ConfigError, OutputSchemaError
 from agentplex.executors import Executor, create_executor
 from agentplex.llm import ModelRef, ProviderConfig, ProviderPool
-from agentplex.llm.base import Completion, Request
+from agentplex.llm.base import Completion, Message, Request
 from agentplex.llm.config import (
     StreamMask,
     mask_secrets,
@@ -37,6 +43,10 @@ from agentplex.llm.pricing import PriceTable
 from agentplex.model.workflow import AgentNode, CompiledWorkflow, FunctionNode, MapNode
 from agentplex.result import Usage
 from agentplex.store.cache import ResultCache, cache_enabled, content_key
+
+SCHEMA_REPAIRS = 2
+"""Calls after the first that an answer not matching its node's ``output_schema`` gets,
+each sent the validation errors of the one before."""
 
 
 class NodeBodies:
@@ -83,11 +93,26 @@ class NodeBodies:
         """Executor of each function (and function-bodied map) node."""
         self.labels: dict[str, str] = {}
         """How each node's output is labelled in a dependent's prompt: its role or kind."""
+        self.caps: dict[str, tuple[int, str]] = {}
+        """Each agent's output cap and truncation policy (see :meth:`_cap`)."""
+        self.spent: dict[str, Usage] = {}
+        """Tokens of each node's calls not in what its body returns: calls that failed,
+        timed out or were cancelled (estimated), truncated answers retried, answers that
+        failed their schema, and a Python step's ``ctx.ask`` calls (counted at once, so a
+        token budget sees them while the step runs). The runner adds them to the node's
+        usage when it ends."""
+        self.redraws: dict[str, int] = {}
+        """Answers each agent saw cut off or rejected so far (see :meth:`drop`); a map's
+        items share their node's count."""
+        self.finish_reasons: dict[str, str] = {}
+        """Why the model stopped each agent's last answer; the runner takes it when the
+        node ends. A map keeps its first cut-off item's reason."""
         for node_id, node in compiled.nodes.items():
             body = node.body if isinstance(node, MapNode) else node
             if isinstance(body, AgentNode):
                 self.models[node_id] = self._parse(node_id, body.model or options.model)
                 self.labels[node_id] = compiled.roles[body.role].name
+                self.caps[node_id] = self._cap(body)
             elif isinstance(body, FunctionNode):
                 if body.fn is None:
                     raise ConfigError(
@@ -109,6 +134,54 @@ class NodeBodies:
         """
         self.models[node.id] = self._parse(node.id, node.model or self.options.model)
         self.labels[node.id] = self.wf.roles[node.role].name
+        self.caps[node.id] = self._cap(node)
+
+    def _cap(self, node: AgentNode) -> tuple[int, str]:
+        """The output cap and truncation policy of ``node``'s calls.
+
+        The cap is the node's ``max_output_tokens`` (or its old ``options:
+        {max_tokens}``), else its role's, else the run's ``--max-output-tokens``,
+        else the workflow's ``defaults:``, else :data:`DEFAULT_MAX_OUTPUT_TOKENS`.
+        The policy is the node's ``on_truncated``, else the run's, else the
+        workflow's default, else ``warn``.
+        """
+        defaults = self.wf.defaults
+        legacy = node.options.get("max_tokens")
+        cap = (
+            node.max_output_tokens
+            or (legacy if type(legacy) is int and legacy > 0 else None)
+            or self.wf.roles[node.role].max_output_tokens
+            or self.options.max_output_tokens
+            or defaults.max_output_tokens
+            or DEFAULT_MAX_OUTPUT_TOKENS
+        )
+        policy = node.on_truncated or self.options.on_truncated or defaults.on_truncated
+        return cap, policy or "warn"
+
+    def spend(self, node_id: str, usage: Usage) -> None:
+        """Count tokens of ``node_id``'s that its body does not return (see :attr:`spent`)."""
+        before = self.spent.get(node_id)
+        self.spent[node_id] = usage if before is None else before + usage
+
+    def drop(self, node_id: str, usage: Usage) -> None:
+        """Count an answer ``node_id`` paid for and will not keep: a call cut off at its
+        deadline or cancelled, an answer cut off at its cap or not matching its schema.
+
+        If the model wrote something (output tokens), the node's next attempt is a
+        redraw: sent the next seed (and, under ``on_truncated: retry``, twice the cap),
+        so a runaway generation is not replayed byte for byte. A retry after an error
+        that produced nothing (a 429, a 5xx, a refused connection) is the same request.
+        """
+        self.spend(node_id, usage)
+        if usage.output_tokens:
+            self.redraws[node_id] = self.redraws.get(node_id, 0) + 1
+
+    def _note_finish(self, node_id: str, completion: Completion, *, item: bool) -> None:
+        """Keep why the model stopped: the last attempt's, or a map's first cut-off item's."""
+        if not item or completion.truncated:
+            self.finish_reasons[node_id] = completion.finish_reason
+        else:
+            self.finish_reasons.setdefault(node_id, completion.finish_reason)
 
     def for_item(
         self, run_id: str, inputs: Mapping[str, Any], *, model: str | None = None
@@ -123,6 +196,9 @@ class NodeBodies:
         item = copy.copy(self)
         item.run_id = run_id
         item.inputs = inputs
+        item.spent = {}  # by node id: each item's own
+        item.redraws = {}
+        item.finish_reasons = {}
         if model is not None and model != self.options.model:
             item.default_model = self._parse(None, model)
             item.models = dict(self.models)
@@ -207,11 +283,10 @@ class NodeBodies:
         deps: Mapping[str, Any] = (
             {d: outputs[d] for d in self.wf.deps[node_id]} if binding.takes_all else outputs
         )
-        usage_box: list[Usage] = []
         values: Mapping[str, Any] = extra or {}
         if binding.needs_ctx:
             ctx = NodeContext(
-                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, attempt, usage_box)
+                self.run_id, node_id, attempt, self.inputs, self._asker(node_id, attempt)
             )
             values = {**values, "ctx": ctx}
         args, kwargs = binding.arguments(deps, self.inputs, values)
@@ -226,7 +301,7 @@ class NodeBodies:
         output = redact_value(await executor.submit(node.fn, *args, **kwargs))
         if key is not None:
             await self.result_cache().aput(key, output)
-        return output, (sum(usage_box, Usage()) if usage_box else None)
+        return output, None  # the tokens of its ctx calls are in self.spent
 
     async def _tool(self, name: str, node: AgentNode) -> Any:
         tool = self.tools.get(name)
@@ -271,6 +346,8 @@ class NodeBodies:
             request.model,
             [[m.role, m.content] for m in request.messages],
             sorted((str(k), repr(v)) for k, v in request.options.items()),
+            request.max_output_tokens,
+            None if request.schema is None else json.dumps(request.schema, sort_keys=True),
         )
 
     async def _call_agent(
@@ -282,13 +359,18 @@ class NodeBodies:
         extra: Mapping[str, Any] | None,
         exclude: tuple[str, ...],
         on_text: Callable[[str], None] | None,
-    ) -> tuple[str, Usage]:
+    ) -> tuple[Any, Usage]:
         ref = self.models[node_id]
         labels: Mapping[str, str] = self.labels
         if node.tools:  # called side by side; one failing cancels the others
             results = await fan_out([self._tool(name, node) for name in node.tools])
             deps = {**deps, **{f"tool {n}": r for n, r in zip(node.tools, results, strict=True)}}
             labels = {**labels, **{f"tool {n}": "tool" for n in node.tools}}
+        cap, policy = self.caps[node_id]
+        redraws = self.redraws.get(node_id, 0) if self.redraws else 0
+        if policy == "retry" and redraws:  # each cut-off answer doubles the cap
+            cap = min(cap << min(redraws, 16), max(cap, MAX_RETRY_OUTPUT_TOKENS))
+        schema = node.output_schema
         request = build_request(
             node,
             self.wf.roles[node.role],
@@ -300,6 +382,11 @@ class NodeBodies:
             exclude=exclude,
             seed=self.options.seed,
             node_id=node_id,
+            attempt=1 + redraws,
+            max_output_tokens=cap,
+            schema=schema,
+            schema_name=node.schema_name,
+            on_spent=functools.partial(self.drop, node_id),
         )
         key = self._agent_key(node, ref, request)
         if key is not None:
@@ -308,12 +395,72 @@ class NodeBodies:
             if hit and isinstance(text, str):  # paid for in an earlier run: no tokens now
                 if on_text is not None:
                     on_text(text)
-                return text, Usage(cached_calls=1)
+                if schema is None:
+                    return text, Usage(cached_calls=1)
+                value, problems = _checked(schema, text)
+                if not problems:
+                    return value, Usage(cached_calls=1)
         completion = await self._complete(node_id, attempt, ref, request, on_text)
+        self._note_finish(node_id, completion, item=extra is not None)
+        if completion.truncated and (policy in ("retry", "fail") or schema is not None):
+            self.drop(node_id, completion.usage)  # billed, and dropped
+            bigger = min(cap * 2, MAX_RETRY_OUTPUT_TOKENS)
+            retry = policy == "retry" and bigger > cap
+            raise AnswerTruncatedError(
+                node_id, cap, completion.finish_reason, retryable=retry, next_cap=bigger
+            )
         text = mask_secrets(completion.text)  # a model that echoes a key never stores it
+        if schema is None:
+            if key is not None:
+                await self.result_cache().aput(key, text)
+            return text, completion.usage
+        value, text, usage = await self._structured(
+            node_id, attempt, ref, request, text, completion.usage
+        )
         if key is not None:
             await self.result_cache().aput(key, text)
-        return text, completion.usage
+        return value, usage
+
+    async def _structured(
+        self,
+        node_id: str,
+        attempt: int,
+        ref: ModelRef,
+        request: Request,
+        text: str,
+        usage: Usage,
+    ) -> tuple[Any, str, Usage]:
+        """Check an answer against its schema; send the errors back (at most
+        :data:`SCHEMA_REPAIRS` times) until it matches. Returns the parsed value,
+        the answer's text and the usage of every call.
+
+        Raises:
+            OutputSchemaError: if the last answer still does not match.
+        """
+        assert request.schema is not None
+        messages = request.messages
+        for repair in range(SCHEMA_REPAIRS + 1):
+            value, problems = _checked(request.schema, text)
+            if not problems:
+                return value, text, usage
+            if repair == SCHEMA_REPAIRS:
+                break
+            listed = "\n".join(f"- {p}" for p in problems)
+            messages = (
+                *messages,
+                Message("assistant", text),
+                Message(
+                    "user",
+                    "That answer does not match the required JSON Schema:\n"
+                    f"{listed}\nReply with only the corrected JSON value, nothing else.",
+                ),
+            )
+            retry = dataclasses.replace(request, messages=messages)
+            completion = await self._complete(node_id, attempt, ref, retry, None)
+            usage = usage + completion.usage
+            text = mask_secrets(completion.text)
+        self.drop(node_id, usage)
+        raise OutputSchemaError(node_id, problems, tries=SCHEMA_REPAIRS + 1)
 
     async def _complete(
         self,
@@ -339,10 +486,13 @@ class NodeBodies:
         messages = tuple((m.role, redact(m.content)) for m in request.messages)
         self.on_request(node_id, attempt, str(ref), messages)
 
-    def _asker(
-        self, node_id: str, attempt: int, usage_box: list[Usage]
-    ) -> Callable[..., Awaitable[str]]:
-        """Return ``ctx.ask`` for one attempt of ``node_id``; its usage lands in ``usage_box``."""
+    def _asker(self, node_id: str, attempt: int) -> Callable[..., Awaitable[Completion]]:
+        """Return what ``ctx.ask`` and ``ctx.complete`` call for one attempt of ``node_id``.
+
+        Each call's tokens are spent on the node at once (:meth:`spend`), so they
+        count towards the run while the node still runs (a token budget sees
+        them), and stay counted if the node then fails or is cancelled.
+        """
 
         async def ask(
             role: str,
@@ -350,10 +500,21 @@ class NodeBodies:
             *,
             model: str | None = None,
             on_text: Callable[[str], None] | None = None,
+            schema: Mapping[str, Any] | None = None,
+            schema_name: str = "answer",
+            max_output_tokens: int | None = None,
             **options: Any,
-        ) -> str:
+        ) -> Completion:
             ref = self._parse(node_id, model) if model else self.default_model
-            agent = AgentNode(id=node_id, role=role, task=task, literal_task=True, options=options)
+            agent = AgentNode(
+                id=node_id,
+                role=role,
+                task=task,
+                literal_task=True,
+                options=options,
+                max_output_tokens=max_output_tokens,
+            )
+            cap, _ = self._cap(agent)
             request = build_request(
                 agent,
                 self.wf.roles[role],
@@ -362,10 +523,15 @@ class NodeBodies:
                 labels={},
                 inputs={},
                 seed=self.options.seed,
+                attempt=attempt,
+                max_output_tokens=cap,
+                schema=schema,
+                schema_name=schema_name,
+                on_spent=functools.partial(self.spend, node_id),
             )
             completion = await self._complete(node_id, attempt, ref, request, on_text)
-            usage_box.append(completion.usage)
-            return mask_secrets(completion.text)
+            self.spend(node_id, completion.usage)
+            return dataclasses.replace(completion, text=mask_secrets(completion.text))
 
         return ask
 
@@ -384,6 +550,17 @@ class NodeBodies:
         if cache is not None:
             cache.close()
             self._cache_box[0] = None
+
+
+def _checked(schema: Mapping[str, Any], text: str) -> tuple[Any, list[str]]:
+    """An answer's parsed JSON value and its problems against ``schema`` (none: valid)."""
+    from agentplex.model.schema import parse_json_answer, validate
+
+    try:
+        value = parse_json_answer(text)
+    except ValueError as exc:
+        return None, [f"not JSON: {exc}"]
+    return value, validate(schema, value)
 
 
 def provider_configs(compiled: CompiledWorkflow, options: RunOptions) -> dict[str, ProviderConfig]:

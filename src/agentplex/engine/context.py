@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentplex.llm.base import Completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,7 @@ class NodeContext:
     node_id: str
     attempt: int
     inputs: Mapping[str, Any]
-    _ask: Callable[..., Awaitable[str]]
+    _ask: Callable[..., Awaitable[Completion]]
 
     async def ask(
         self,
@@ -29,11 +32,53 @@ class NodeContext:
         *,
         model: str | None = None,
         on_text: Callable[[str], None] | None = None,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_output_tokens: int | None = None,
         **options: Any,
     ) -> str:
         """Ask an agent of ``role`` to do ``task`` (plain text) and return its answer.
 
         ``on_text``, if given, receives the answer piece by piece as it streams.
-        Tokens are counted towards this node.
+        ``schema`` is a JSON Schema the answer must follow (sent as
+        ``Request.schema``; the answer's text is then the JSON), and
+        ``max_output_tokens`` the call's output cap (default: the role's, the
+        run's, else the default cap). Tokens are counted towards this node,
+        even if the node then fails.
         """
-        return await self._ask(role, task, model=model, on_text=on_text, **options)
+        completion = await self.complete(
+            role,
+            task,
+            model=model,
+            on_text=on_text,
+            schema=schema,
+            schema_name=schema_name,
+            max_output_tokens=max_output_tokens,
+            **options,
+        )
+        return completion.text
+
+    async def complete(
+        self,
+        role: str,
+        task: str,
+        *,
+        model: str | None = None,
+        on_text: Callable[[str], None] | None = None,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_output_tokens: int | None = None,
+        **options: Any,
+    ) -> Completion:
+        """:meth:`ask`, returning the whole completion: its text (secrets masked),
+        its ``usage`` and its ``finish_reason`` (``truncated``: cut off at the cap)."""
+        return await self._ask(
+            role,
+            task,
+            model=model,
+            on_text=on_text,
+            schema=schema,
+            schema_name=schema_name,
+            max_output_tokens=max_output_tokens,
+            **options,
+        )

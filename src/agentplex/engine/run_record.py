@@ -68,6 +68,7 @@ class NodeResults:
             () if retries is None else tuple(retries),
             node_id in self.reused,
             record.traceback,
+            record.finish_reason,
         )
         if record.status is Status.SUCCEEDED:
             record.result = result

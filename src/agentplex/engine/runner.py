@@ -266,9 +266,7 @@ class Run:
             record.attempts = int(stored_record.get("attempts") or 1)
             usage = stored_record.get("usage")
             if usage:
-                record.usage = Usage(
-                    usage["input_tokens"], usage["output_tokens"], usage.get("cached_calls", 0)
-                )
+                record.usage = Usage.from_dict(usage)
         self.reused.update(stored)
         self.scheduler.mark_done(self.reused)
 
@@ -323,7 +321,8 @@ class Run:
 
     def tokens_used(self) -> int:
         """Tokens the run's nodes have used so far."""
-        return sum(r.usage.total_tokens for r in self.records.values() if r.usage is not None)
+        ended = sum(r.usage.total_tokens for r in self.records.values() if r.usage is not None)
+        return ended + sum(u.total_tokens for u in self.bodies.spent.values())
 
     def provider_kind(self) -> str | None:
         """The kind of provider the run's default model calls, or None if it is unknown."""
@@ -520,6 +519,7 @@ class Run:
                         output = await finisher(node_id, output)
             except asyncio.CancelledError:
                 pool.release(slot)
+                self._take_spent(node_id, record)
                 self.scheduler.cancel(node_id)
                 self._end(node_id, record, Status.CANCELLED, self.now())
                 self.emit(ev.NodeCancelled(self.run_id, self.now(), node_id, started=True))
@@ -529,7 +529,16 @@ class Run:
                 self.fail(node_id, exc)
                 return
             record.output = output
+            bodies = self.bodies
+            if bodies.spent:  # answers it paid for and dropped: failed attempts, repairs
+                dropped = bodies.spent.pop(node_id, None)
+                if dropped is not None:
+                    usage = dropped if usage is None else usage + dropped
             record.usage = usage
+            if bodies.finish_reasons:
+                record.finish_reason = bodies.finish_reasons.pop(node_id, None)
+            if bodies.redraws:
+                bodies.redraws.pop(node_id, None)
             t = record.finished = self.clock() - self.t0
             record.status = Status.SUCCEEDED
             if self.recorder is not None:
@@ -579,8 +588,16 @@ class Run:
         if self.recorder is not None:
             self.recorder.ended(self.results(node_id, record))
 
+    def _take_spent(self, node_id: str, record: NodeState) -> None:
+        """A node that ends without an output keeps what its calls cost, and why the
+        model stopped its last answer."""
+        record.usage = self.bodies.spent.pop(node_id, None) or record.usage
+        self.bodies.redraws.pop(node_id, None)
+        record.finish_reason = self.bodies.finish_reasons.pop(node_id, record.finish_reason)
+
     def fail(self, node_id: str, exc: BaseException) -> None:
         record = self.records[node_id]
+        self._take_spent(node_id, record)
         attempts = getattr(exc, "attempts", None) or record.attempts or 1
         record.attempts = attempts
         cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc

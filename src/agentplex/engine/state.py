@@ -38,6 +38,7 @@ class NodeState:
         "attempts",
         "error",
         "error_type",
+        "finish_reason",
         "finished",
         "output",
         "result",
@@ -60,6 +61,8 @@ class NodeState:
         self.error_type: str | None = None
         self.traceback: str | None = None
         self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        """Why the model stopped the node's answer (agents only)."""
         self.result: NodeResult | None = None
         """The node's result once it succeeded (built once: for the store and the run's result)."""
 
