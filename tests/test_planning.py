@@ -17,8 +17,8 @@ from agentplex.exceptions import PlanParseError
 from agentplex.model.roles import RoleLibrary
 from agentplex.planning.ask import ask
 from agentplex.planning.check import check_plan
-from agentplex.planning.parse import AgentLines, find_plan
-from agentplex.sim.plans import plan_agents, render
+from agentplex.planning.parse import AgentStream, find_plan
+from agentplex.sim.plans import LAYOUTS, plan_agents, render
 
 if TYPE_CHECKING:
     from agentplex.sim.server import SimServer
@@ -47,18 +47,44 @@ def test_a_plan_is_found_in_prose_and_code_fences() -> None:
         find_plan('{"steps": []}')
 
 
-def test_streamed_lines_become_agents_as_they_complete() -> None:
-    text = render(plan_agents("Compare A, B and C for x", 20), "d")
-    lines = AgentLines()
-    seen: list[int] = []
-    for i in range(0, len(text), 7):  # arbitrary chunk boundaries
-        seen += [index for index, _ in lines.feed(text[i : i + 7])]
-    seen += [index for index, _ in lines.close()]
-    assert seen == [0, 1, 2, 3, 4]
-    # An invalid agent line still takes its index, so streamed indices match the plan's.
-    odd = AgentLines()
-    got = odd.feed('{"function": "os:system"},\n{"role": "writer", "task": "w"}]}\n')
-    assert [(i, a.get("role")) for i, a in got] == [(0, None), (1, "writer")]
+def stream_all(text: str, chunk: int) -> list[tuple[int, dict[str, Any]]]:
+    stream = AgentStream()
+    got: list[tuple[int, dict[str, Any]]] = []
+    for i in range(0, len(text), chunk):
+        got += stream.feed(text[i : i + chunk])
+    return got + stream.close()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_streamed_agents_are_found_in_any_layout_and_any_chunks(layout: str) -> None:
+    agents = plan_agents("Compare A, B and C for x", 20)
+    text = render(agents, "d", layout)
+    for chunk in (1, 2, 7, 64, len(text)):  # arbitrary chunk boundaries
+        assert stream_all(text, chunk) == list(enumerate(agents)), (layout, chunk)
+    fenced = "Here is the plan:\n```json\n" + text + "\n```\nIt has five agents."
+    assert stream_all(fenced, 5) == list(enumerate(agents))
+
+
+def test_an_invalid_element_keeps_its_index_so_indices_match_the_whole_plan() -> None:
+    text = json.dumps(
+        {"agents": [{"function": "os:system"}, 5, "x", [1], {"role": "writer", "task": "w"}]},
+        indent=2,
+    )
+    got = stream_all(text, 3)
+    assert [(i, a.get("role")) for i, a in got] == [(0, None), (4, "writer")]
+
+
+def test_an_agent_is_handed_over_only_when_its_object_closes() -> None:
+    stream = AgentStream()
+    head = '{"agents": [\n  {\n    "role": "researcher",\n    "task": "a } and a \\" and '
+    assert stream.feed(head) == []  # a brace and an escaped quote inside the task: still text
+    assert stream.feed('more",\n    "depends_on": [1') == []  # [1 may still become [12
+    assert stream.feed("2]\n  ") == []
+    [(index, entry)] = stream.feed("},")
+    assert index == 0
+    assert entry == {"role": "researcher", "task": 'a } and a " and more', "depends_on": [12]}
+    assert stream.feed('\n  {"role": "writer", "task": "cut off') == []
+    assert stream.close() == []  # the stream ended inside the second agent: it never starts
 
 
 def test_a_plan_after_braces_in_prose_or_inside_a_wrapper_is_found() -> None:
@@ -72,8 +98,7 @@ def test_a_plan_after_braces_in_prose_or_inside_a_wrapper_is_found() -> None:
 
 def test_a_streamed_agent_nested_too_deeply_keeps_its_index_but_never_starts() -> None:
     deep = '{"role": "researcher", "task": "t", "depends_on": ' + "[" * 40 + "]" * 40 + "},\n"
-    lines = AgentLines()
-    got = lines.feed(deep + '{"role": "writer", "task": "w"}\n')
+    got = stream_all('{"agents": [' + deep + '{"role": "writer", "task": "w"}]}', 9)
     assert [(i, a["role"]) for i, a in got] == [(1, "writer")]
 
 
@@ -91,7 +116,6 @@ def test_a_streamed_agent_nested_too_deeply_keeps_its_index_but_never_starts() -
         (plan_of(agent(shell="rm -rf /")), "asks to run code ('shell')"),
         (plan_of(agent(tools=["browser"])), "unknown tool(s) ['browser']"),
         (plan_of(agent(task="")), 'non-empty "task"'),
-        (plan_of(agent(deps=[1]), agent(deps=[0])), "cycle"),
     ],
 )
 def test_unusable_plans_are_refused_with_the_exact_error(plan: Any, message: str) -> None:
@@ -108,6 +132,16 @@ def test_bad_dependencies_are_dropped_with_a_warning() -> None:
     assert checked.agents[1].depends_on == (0,)
     assert len(checked.warnings) == 3
     assert "out of range" in checked.warnings[0]
+
+
+def test_a_cycle_is_broken_by_dropping_its_dependencies_on_later_agents() -> None:
+    # 0 -> 1 -> 2 -> 0 (through later agents) and 3 -> 4 (later, but no cycle: kept)
+    plan = plan_of(agent(deps=[1]), agent(deps=[2]), agent(deps=[0]), agent(deps=[4]), agent())
+    checked = check_plan(plan, ROLES, max_agents=20)
+    assert checked.ok, checked.errors
+    assert [a.depends_on for a in checked.agents] == [(), (), (0,), (4,), ()]
+    assert len(checked.warnings) == 2
+    assert "dropped dependency 1, a later agent that depends on it in turn" in checked.warnings[0]
 
 
 def test_declared_order_fallback_runs_the_valid_agents_in_a_chain() -> None:
@@ -194,8 +228,9 @@ def test_streaming_against_the_simulator_server(server: SimServer) -> None:
     kinds = [type(e).__name__ for e in seen if getattr(e, "node_id", None) == "researcher_0"]
     assert kinds[:3] == ["NodePlanned", "NodeReady", "NodeStarted"]
     assert server.stats()["by_status"]["200"] == 7  # the coordinator and six agents
-    assert result.planning["json_mode"]  # an OpenAI-compatible endpoint: response_format json
-    assert not ask(COMPARE, sim_scale=0).planning["json_mode"]
+    [attempt] = result.attempts
+    assert attempt["usage"]["output_tokens"] > 0  # the plan's own tokens, as the server counted
+    assert result.planning["plan_usage"] == attempt["usage"]
 
 
 # -- repair and fallback --------------------------------------------------------------------
@@ -205,12 +240,11 @@ def test_streaming_against_the_simulator_server(server: SimServer) -> None:
     ("fault", "error"),
     [
         ("bad-json", "invalid JSON"),
-        ("cycle", "cycle"),
         ("unknown-role", "unknown role 'astrologer'"),
         ("function", "asks to run code"),
         ("unknown-tool", "unknown tool"),
         ("empty", "no agents"),
-        ("huge", "10,000 agents"),
+        ("huge", "cut off at the output cap of 2,176 tokens"),  # 10,000 agents do not fit
     ],
 )
 def test_every_broken_plan_goes_back_with_its_errors_and_is_repaired(
@@ -224,29 +258,41 @@ def test_every_broken_plan_goes_back_with_its_errors_and_is_repaired(
     assert result.answer
 
 
-def test_out_of_range_dependencies_are_repaired_without_asking_again() -> None:
-    result = ask("Compare A, B and C for x", model="sim:plan-out-of-range", sim_scale=0)
+@pytest.mark.parametrize(
+    ("fault", "warning"),
+    [("out-of-range", "dependency 99, out of range"), ("cycle", "(a cycle)")],
+)
+def test_bad_dependencies_are_repaired_without_asking_again(fault: str, warning: str) -> None:
+    result = ask("Compare A, B and C for x", model=f"sim:plan-{fault}", sim_scale=0)
     assert result.ok
     assert result.planning["attempts_made"] == 1
-    assert any("dependency 99, out of range" in w for w in result.warnings)
+    assert any(warning in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("layout", ["pretty", "oneline"])
+def test_pretty_printed_and_one_line_plans_stream_like_one_agent_per_line(layout: str) -> None:
+    seen: list[ev.Event] = []
+    result = ask(COMPARE, model=f"sim:plan-{layout}", sim_scale=0.2, observers=[seen.append])
+    assert result.ok
+    first_start, planner_end = order_of(seen)
+    assert first_start < planner_end  # started from the plan while it was still streaming
+    assert result.plan == ap.plan(COMPARE, sim_scale=0).plan  # the same plan, laid out otherwise
 
 
 def test_a_plan_that_stays_broken_is_a_clear_error_or_the_fallback() -> None:
-    failed = ask("Compare A, B and C for x", model="sim:plan-always-cycle", sim_scale=0)
+    model = "sim:plan-always-unknown-role"
+    failed = ask("Compare A, B and C for x", model=model, sim_scale=0)
     assert not failed.ok
     error = failed.run.nodes["coordinator"].error or ""
     assert "PlanningError" in error
-    assert "after 3 attempt(s)" in error
-    assert "cycle" in error
+    assert "after 3 attempt(s); what was wrong with the last: agent 0 has unknown role" in error
     assert "--fallback" in error
     assert failed.planning["attempts_made"] == 3
-    fallback = ask(
-        "Compare A, B and C for x", model="sim:plan-always-cycle", sim_scale=0, fallback=True
-    )
+    fallback = ask("Compare A, B and C for x", model=model, sim_scale=0, fallback=True)
     assert fallback.ok
     assert any("declared-order fallback" in w for w in fallback.warnings)
     deps = [a["depends_on"] for a in fallback.plan["agents"]]  # type: ignore[index]
-    assert deps == [[], [0], [1], [2], [3]]
+    assert deps == [[], [1], [2], [3]]  # agent 0 is dropped; the rest run in declared order
 
 
 def test_a_ten_thousand_agent_plan_never_runs_ten_thousand_agents() -> None:
@@ -254,7 +300,9 @@ def test_a_ten_thousand_agent_plan_never_runs_ten_thousand_agents() -> None:
         "Compare A, B and C for x", model="sim:plan-always-huge", sim_scale=0, stream=False
     )
     assert not result.ok
-    assert "10,000 agents; at most 20 are allowed" in (result.run.nodes["coordinator"].error or "")
+    # The simulator, like a real model, stops at the plan's output cap: long before the end.
+    error = result.run.nodes["coordinator"].error or ""
+    assert "cut off at the output cap of 2,176 tokens (finish_reason 'length')" in error
     assert list(result.run.nodes) == ["coordinator"]
     streamed = ask("Compare A, B and C for x", model="sim:plan-huge", sim_scale=0)
     assert streamed.ok  # the streamed agents stop at the budget; the repaired plan runs
@@ -300,12 +348,14 @@ def test_max_agents_counts_every_level_and_is_reported() -> None:
 
 
 def test_the_token_budget_stops_new_nodes_with_a_clear_error() -> None:
-    result = ask(COMPARE, max_tokens=1500, sim_scale=0)
+    result = ask(COMPARE, token_budget=1500, sim_scale=0)
     assert not result.ok
     failed = [n for n in result.run.nodes.values() if n.status == "failed"]
     assert failed
-    assert "max_tokens=1,500 is used up" in (failed[0].error or "")
-    assert "--max-tokens" in (failed[0].error or "")
+    assert "token_budget=1,500 is used up" in (failed[0].error or "")
+    assert "--token-budget" in (failed[0].error or "")
+    with pytest.raises(ap.exceptions.ConfigError, match="token_budget=N"):
+        ask(COMPARE, max_tokens=1500)  # the old name is refused, never taken as an output cap
 
 
 def test_bad_bounds_and_the_layers_strategy_fail_before_anything_runs() -> None:

@@ -5,7 +5,7 @@ fragments, and structured workflows and plans with a random type in every
 field, each written to a real ``.yaml`` and ``.json`` file, then
 ``load_workflow(path).compile()``. The plan parser gets arbitrary text and
 near-valid plans, whole (``find_plan`` then ``check_plan``) and streamed in
-random chunks (``AgentLines``). The result must be a compiled workflow, a
+random chunks (``AgentStream``). The result must be a compiled workflow, a
 plan or an :class:`~agentplex.exceptions.AgentplexError`; any other exception
 fails the test with the input that caused it, and hypothesis's deadline bounds
 the time of every example (no hangs).
@@ -34,7 +34,7 @@ from agentplex.model.roles import RoleLibrary
 from agentplex.model.templates import render, template_fields
 from agentplex.model.workflow import AgentNode, CompiledWorkflow, MapNode
 from agentplex.planning.check import check_agent, check_plan
-from agentplex.planning.parse import AgentLines, find_plan
+from agentplex.planning.parse import AgentStream, find_plan
 
 ROLES = RoleLibrary()
 
@@ -423,7 +423,7 @@ def test_a_damaged_plan_gives_a_plan_or_a_plan_parse_error(
 )
 @example('{"role": "researcher", "depends_on": ' + "[" * 5000 + "]" * 5000 + "}\n", [7])
 def test_streamed_text_in_any_chunks_gives_agents_or_nothing(text: str, sizes: list[int]) -> None:
-    lines = AgentLines()
+    lines = AgentStream()
     got: list[tuple[int, dict[str, Any]]] = []
     start = 0
     for size in sizes * (len(text) // sum(sizes) + 1):

@@ -173,9 +173,14 @@ def ask(
     max_depth: Annotated[
         int, typer.Option("--max-depth", min=0, help="How deep agents may delegate (0: never).")
     ] = 1,
-    max_tokens: Annotated[
+    token_budget: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--max-tokens", min=1, help="Tokens the whole run may use."),
+        typer.Option(
+            "--token-budget",
+            min=1,
+            help="Tokens (in and out) the whole run may use, plan attempts included; "
+            "no node starts once they are used.",
+        ),
     ] = None,
     review: Annotated[
         int,
@@ -208,7 +213,11 @@ def ask(
     shown = script.console()
     verbose = Verbose(script.console(stderr=True), on=output.verbose)
     live = not output.json_out and not output.quiet and shown.is_terminal
-    bounds: dict[str, Any] = {"max_depth": max_depth, "max_tokens": max_tokens, "review": review}
+    bounds: dict[str, Any] = {
+        "max_depth": max_depth,
+        "token_budget": token_budget,
+        "review": review,
+    }
     outcome = script.work(
         lambda watching: aask(
             question,
@@ -264,10 +273,12 @@ def render_answer(result: AskResult, verbose: Any, *, quiet: bool) -> Renderable
     figures = result.planning
     if figures:
         first = figures.get("first_node_s")
+        used = figures.get("plan_usage") or {}
+        tokens = used.get("input_tokens", 0) + used.get("output_tokens", 0)
         parts.append(
             Text(
                 f"planned {figures['agents_planned']} agent(s) in {figures['attempts_made']} "
-                f"attempt(s); coordinator {figures['coordinator_s']:.2f}s"
+                f"attempt(s) ({tokens:,} tokens); coordinator {figures['coordinator_s']:.2f}s"
                 + (f", first agent started at {first:.2f}s" if first is not None else "")
             )
         )

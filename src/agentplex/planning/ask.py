@@ -28,7 +28,7 @@ from agentplex.planning.controller import (
     PlanSettings,
     question_node,
 )
-from agentplex.result import RunResult
+from agentplex.result import RunResult, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,14 @@ class AskResult:
     """The accepted plan (meta-agent format, each agent with its ``node``); None if none was."""
     run: RunResult
     attempts: tuple[Mapping[str, Any], ...] = ()
-    """Each coordinator answer's errors (an accepted plan's are empty)."""
+    """Each coordinator answer: its ``errors`` (an accepted plan's are empty), its
+    ``usage`` (None for a call that failed) and its ``finish_reason``."""
     warnings: tuple[str, ...] = ()
     """Repairs and bounds reached while planning (dropped dependencies, depth...)."""
     planning: Mapping[str, Any] = field(default_factory=dict)
-    """Figures: attempts, planned agents, streaming, when the first planned node was added."""
+    """Figures: attempts, planned agents, streaming, when the first planned node was added,
+    and ``plan_usage``, the tokens of the coordinator's answers (refused ones included;
+    a call that failed is counted, estimated, in the coordinator node's usage only)."""
 
     @property
     def ok(self) -> bool:
@@ -72,7 +75,7 @@ async def aask(
     *,
     max_agents: int = 20,
     max_depth: int = 1,
-    max_tokens: int | None = None,
+    token_budget: int | None = None,
     plan_attempts: int = 3,
     fallback: bool = False,
     review: int = 0,
@@ -86,29 +89,36 @@ async def aask(
     """Plan ``question`` with the coordinator and run the plan as it arrives.
 
     ``max_agents`` bounds the agents planned at every level, ``max_depth`` how
-    deep delegation nests (0: none), ``max_tokens`` the tokens the whole run
-    may use; ``plan_attempts`` is how often an unusable plan goes back to the
-    coordinator, and ``fallback`` runs the valid agents of a still-unusable
-    plan in declared order instead of failing. ``review`` lets the coordinator
-    send at most that many results back for one revision. ``stream`` starts
-    planned agents while the plan is still being written. ``tools`` are what
-    planned agents may name in ``"tools"``: each is called with the agent's task
-    (side by side, before the model) and its result joins the prompt; a plan
-    naming any other tool is refused. ``roles`` add to the built-in roles.
-    ``dry`` plans only.
-    Other keywords are run options (``model``, ``max_concurrency``, ``store``...).
+    deep delegation nests (0: none), ``token_budget`` the tokens the whole run
+    may use, every plan attempt's included (the output cap of each agent's
+    calls is the run option ``max_output_tokens``); ``plan_attempts`` is how
+    often an unusable plan goes back to the coordinator, and ``fallback`` runs
+    the valid agents of a still-unusable plan in declared order instead of
+    failing. ``review`` lets the coordinator send at most that many results
+    back for one revision. ``stream`` starts planned agents while the plan is
+    still being written. ``tools`` are what planned agents may name in
+    ``"tools"``: each is called with the agent's task (side by side, before the
+    model) and its result joins the prompt; a plan naming any other tool is
+    refused. ``roles`` add to the built-in roles. ``dry`` plans only. Other
+    keywords are run options (``model``, ``max_concurrency``, ``store``...).
 
     Raises:
-        ConfigError: for a bad bound or option (before anything runs).
+        ConfigError: for a bad bound or option (before anything runs), and for
+            ``max_tokens``, the old name of ``token_budget``.
     """
     from agentplex.engine.runner import arun
 
+    if "max_tokens" in options:
+        raise ConfigError(
+            "ask() has no max_tokens: the run's token budget is token_budget=N, and the "
+            "output cap of each model call is max_output_tokens=N. Fix: rename it."
+        )
     if not question.strip():
         raise ConfigError("the question is empty. Fix: ask something, e.g. 'Compare A, B and C'.")
     settings = PlanSettings(
         max_agents=max_agents,
         max_depth=max_depth,
-        max_tokens=max_tokens,
+        token_budget=token_budget,
         attempts=plan_attempts,
         fallback=fallback,
         review=review,
@@ -139,13 +149,15 @@ async def aask(
         answer=answer,
         plan=accepted,
         run=result,
-        attempts=tuple({"errors": a.errors} for a in planner.attempts),
+        attempts=tuple(a.to_dict() for a in planner.attempts),
         warnings=tuple(planner.warnings),
         planning={
             "attempts_made": len(planner.attempts),
             "agents_planned": planner.planned,
             "streamed": settings.stream,
-            "json_mode": bool(planner.json_mode),
+            "plan_usage": sum(
+                (a.usage for a in planner.attempts if a.usage is not None), Usage()
+            ).to_dict(),
             "first_node_s": planner.first_dispatch,
             "coordinator_s": result.nodes[COORDINATOR].duration_s,
             "max_agents": max_agents,

@@ -1,11 +1,15 @@
 """A plan is untrusted input: check it, repair what is safe to repair, refuse the rest.
 
 Lenient, as the meta-agent design is: a dependency that is not an earlier
-agent's index (out of range, itself, not a number) is dropped with a warning.
-Everything else that makes a plan unusable is an error, worded for the
-coordinator to fix: an empty plan, more agents than the budget allows, an
-unknown role or tool, an agent asking to run code (a function, an import, a
-shell command: never allowed in a plan), a task missing, or a cycle.
+agent's index (out of range, itself, not a number) is dropped with a warning,
+and so is a dependency on a later agent that is part of a cycle (the plan
+format lists agents in dependency order; small models write cycles often, and
+asking again rarely helps them). A dependency on a later agent that makes no
+cycle is kept: the plan merely lists agents out of order. Everything else
+that makes a plan unusable is an error, worded for the coordinator to fix: an
+empty plan, more agents than the budget allows, an unknown role or tool, an
+agent asking to run code (a function, an import, a shell command: never
+allowed in a plan), or a task missing.
 Values quoted in messages are cut short (:func:`quote`), since every message
 goes back to the coordinator in a repair prompt.
 
@@ -16,10 +20,10 @@ for a reason of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from agentplex.files.plan import CODE_KEYS
@@ -164,25 +168,69 @@ def check_plan(
         if agent is not None:
             plan.agents.append(agent)
     if not plan.errors:
-        cycle = _cycle(plan.agents)
-        if cycle:
-            plan.errors.append(
-                "the dependencies form a cycle ("
-                + " -> ".join(str(i) for i in cycle)
-                + "); an agent may only depend on agents that can finish before it."
-            )
+        _break_cycles(plan)
     if plan.errors and fallback:
         return _declared_order(plan)
     return plan
 
 
-def _cycle(agents: Sequence[PlannedAgent]) -> list[int]:
-    graph = {a.index: list(a.depends_on) for a in agents}
-    try:
-        tuple(TopologicalSorter(graph).static_order())
-    except CycleError as exc:
-        return [int(i) for i in exc.args[1]]
-    return []
+def _break_cycles(plan: CheckedPlan) -> None:
+    """Drop each dependency on a later agent of the same cycle, with a warning.
+
+    What is left is acyclic: within a strongly connected component only
+    dependencies on earlier agents remain, which cannot form a cycle, and the
+    components themselves never do. Linear in agents and dependencies.
+    """
+    component = _components({a.index: a.depends_on for a in plan.agents})
+    for position, agent in enumerate(plan.agents):
+        own = component[agent.index]
+        dropped = [d for d in agent.depends_on if d > agent.index and component[d] == own]
+        if not dropped:
+            continue
+        plan.agents[position] = dataclasses.replace(
+            agent, depends_on=tuple(d for d in agent.depends_on if d not in dropped)
+        )
+        for dep in dropped:
+            plan.warnings.append(
+                f"agent {agent.index} ({agent.role}): dropped dependency {dep}, a later agent "
+                "that depends on it in turn (a cycle); an agent may only depend on earlier ones."
+            )
+
+
+def _components(graph: Mapping[int, Sequence[int]]) -> dict[int, int]:
+    """Each node's strongly connected component (Tarjan's algorithm, without recursion)."""
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    component: dict[int, int] = {}
+    stack: list[int] = []
+    for root in graph:
+        if root in order:
+            continue
+        work = [(root, iter(graph[root]))]
+        order[root] = low[root] = len(order)
+        stack.append(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in order:
+                    order[nxt] = low[nxt] = len(order)
+                    stack.append(nxt)
+                    work.append((nxt, iter(graph[nxt])))
+                    break
+                if nxt not in component:  # on the stack: same component as node
+                    low[node] = min(low[node], order[nxt])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == order[node]:
+                    while True:
+                        member = stack.pop()
+                        component[member] = node
+                        if member == node:
+                            break
+    return component
 
 
 def _declared_order(plan: CheckedPlan) -> CheckedPlan:

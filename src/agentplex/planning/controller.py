@@ -1,16 +1,20 @@
 """The planner inside a run: plan, stream into execution, repair, delegate, review.
 
 An ``ask`` run starts with one node, ``coordinator``. Its body asks the
-coordinator model for a plan. With streaming, every agent line is checked
-(:func:`~agentplex.planning.check.check_agent`) the moment it arrives and, if
+coordinator model for a plan, with the plan's JSON Schema and an output cap.
+With streaming, every agent object is checked
+(:func:`~agentplex.planning.check.check_agent`) the moment it is complete
+(:class:`~agentplex.planning.parse.AgentStream`, whatever the layout) and, if
 its dependencies are already planned, added to the running workflow, where it
 starts as soon as those dependencies are done, while the coordinator is still
 writing. When the answer is complete the whole plan is checked; the agents
 not started yet are added (all of them, without streaming). An unusable plan
 goes back to the coordinator with the exact errors, up to ``attempts`` times;
 agents already running are kept and the corrected plan is matched to them by
-content (role and task). After that the run fails with the errors, or, with
-``fallback``, the valid agents run in declared order.
+content (role and task). An answer cut off at the output cap is unusable too
+(unless the plan in it was already complete), and is repaired the same way.
+After the last attempt the run fails with the errors, or, with ``fallback``,
+the valid agents run in declared order.
 
 Bounds, reported when hit, never silently truncated:
 
@@ -19,8 +23,12 @@ Bounds, reported when hit, never silently truncated:
   below it may answer with a sub-plan, which runs as nodes ``<agent>/<id>``
   under the same slots and limits while the agent waits without a slot; the
   sub-plan's final outputs become the agent's output;
-- ``max_tokens`` is checked before every node starts: once the run has used
-  it, no further node starts (it fails with :class:`BudgetExceededError`).
+- ``token_budget`` is checked before every node starts: once the run has
+  used that many tokens (input and output, every plan attempt's included), no
+  further node starts (it fails with :class:`BudgetExceededError`). It is not
+  the output cap of a call: the coordinator's is set by the planner
+  (:func:`~agentplex.planning.prompts.plan_output_cap`), the agents' by
+  ``max_output_tokens``.
 
 With ``review`` N > 0 a ``review`` node (the coordinator again) reads the
 plan's final results (the agents nothing depends on, which make the answer)
@@ -45,7 +53,8 @@ from agentplex.model.roles import Role, RoleLibrary
 from agentplex.model.workflow import AgentNode
 from agentplex.planning import prompts
 from agentplex.planning.check import CheckedPlan, PlannedAgent, check_agent, check_plan
-from agentplex.planning.parse import AgentLines, find_json, find_plan
+from agentplex.planning.parse import AgentStream, find_json, find_plan
+from agentplex.result import Usage
 
 if TYPE_CHECKING:
     from agentplex.engine.state import RunControl
@@ -60,7 +69,7 @@ class PlanSettings:
 
     max_agents: int = 20
     max_depth: int = 1
-    max_tokens: int | None = None
+    token_budget: int | None = None
     attempts: int = 3
     fallback: bool = False
     review: int = 0
@@ -77,8 +86,8 @@ class PlanSettings:
             raise ConfigError(f"plan attempts must be >= 1, got {self.attempts}.")
         if self.review < 0:
             raise ConfigError(f"review must be >= 0, got {self.review}.")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}.")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise ConfigError(f"token_budget must be >= 1, got {self.token_budget}.")
 
 
 @dataclass(slots=True)
@@ -87,6 +96,17 @@ class Attempt:
 
     text: str
     errors: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    """The call's tokens (None: the call failed; the run counts what it may have cost)."""
+    finish_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``AskResult.attempts`` holds."""
+        return {
+            "errors": list(self.errors),
+            "usage": None if self.usage is None else self.usage.to_dict(),
+            "finish_reason": self.finish_reason,
+        }
 
 
 class Planner:
@@ -125,7 +145,8 @@ class Planner:
         self.waiters: dict[str, asyncio.Future[str]] = {}
         self.revised: dict[str, str] = {}
         self.review_node: str | None = None
-        self.json_mode: dict[str, Any] = {}
+        self.review_format: dict[str, Any] = {}
+        """The provider's JSON mode for the review, where it has one (plans have a schema)."""
         self.first_dispatch: float | None = None
         """Seconds into the run when the first planned node was added (for benchmarks)."""
 
@@ -139,11 +160,11 @@ class Planner:
         self.run = run
         run.gate(self.gate)
         run.observe(self)
-        self.json_mode = self._json_mode(run)
+        self.review_format = self._json_mode(run)
 
     @staticmethod
     def _json_mode(run: RunControl) -> dict[str, Any]:
-        """The provider's JSON mode for plans and reviews, where it has one.
+        """The provider's JSON mode for reviews, where it has one.
 
         OpenAI-compatible endpoints (OpenAI, vLLM, Ollama, llama.cpp, LM Studio)
         take ``response_format: json_object``; Anthropic has no such mode, so
@@ -163,22 +184,38 @@ class Planner:
     # -- the coordinator node --------------------------------------------------------------
 
     async def coordinate(self, ctx: NodeContext) -> dict[str, Any]:
-        """The ``coordinator`` node: plan (streaming into the run), repair, return the plan."""
+        """The ``coordinator`` node: plan (streaming into the run), repair, return the plan.
+
+        Every call asks for the plan with its JSON Schema and under its output cap
+        (:func:`~agentplex.planning.prompts.plan_output_cap`), so a looping model
+        stops; an answer cut off there is repaired like an unusable one. Each
+        call's tokens are the coordinator node's, refused attempts included.
+
+        Raises:
+            PlanningError: if the plan is still unusable after the last attempt.
+        """
         settings = self.settings
+        schema = prompts.plan_schema(
+            [role.name for role in self.offered],
+            sorted(self.tools),
+            max_agents=settings.max_agents,
+            can_delegate=settings.max_depth > 0,
+        )
+        cap = prompts.plan_output_cap(settings.max_agents)
         repair: str | None = None
         data: Any = None
         self.top = {}  # a retried coordinator starts a new answer; running agents match by content
         for _ in range(settings.attempts):
-            lines = AgentLines() if settings.stream else None
+            stream = AgentStream() if settings.stream else None
             held: dict[int, dict[str, Any]] = {}
 
             def on_text(
                 piece: str,
-                lines: AgentLines | None = lines,
+                stream: AgentStream | None = stream,
                 held: dict[int, dict[str, Any]] = held,
             ) -> None:
-                assert lines is not None
-                for index, entry in lines.feed(piece):
+                assert stream is not None
+                for index, entry in stream.feed(piece):
                     self.offer(index, entry, held)
 
             prompt = prompts.plan_prompt(
@@ -189,25 +226,37 @@ class Planner:
                 can_delegate=settings.max_depth > 0,
                 repair=repair,
             )
-            text = await ctx.ask(
-                COORDINATOR, prompt, on_text=on_text if lines else None, **self.json_mode
-            )
-            if lines is not None:
-                for index, entry in lines.close():
-                    self.offer(index, entry, held)
-            attempt = Attempt(text)
+            attempt = Attempt("")
             self.attempts.append(attempt)
             try:
-                data = find_plan(text)
-            except PlanParseError as exc:
-                attempt.errors.append(str(exc))
-                data = None
-            else:
-                checked = check_plan(data, self.roles, self.tools, max_agents=settings.max_agents)
-                attempt.errors.extend(checked.errors)
-                if checked.ok:
-                    self.accept(checked, data)
-                    return self.record()
+                completion = await ctx.complete(
+                    COORDINATOR,
+                    prompt,
+                    on_text=on_text if stream else None,
+                    schema=schema,
+                    schema_name=prompts.PLAN_SCHEMA_NAME,
+                    max_output_tokens=cap,
+                )
+            except asyncio.CancelledError:  # the node's time limit, or the run stopping
+                attempt.errors.append("the call was cancelled before the plan was complete.")
+                raise
+            except Exception as exc:  # the node fails (or is retried) with it
+                attempt.errors.append(f"the call failed: {exc}")
+                raise
+            if stream is not None:
+                stream.close()
+            text = attempt.text = completion.text
+            attempt.usage = completion.usage
+            attempt.finish_reason = completion.finish_reason
+            data, checked = self.read(attempt, completion.truncated, cap)
+            if checked is not None and checked.ok:
+                if completion.truncated:
+                    self.warnings.append(
+                        f"the coordinator's answer was cut off at its output cap of {cap:,} "
+                        "tokens after a complete plan; what followed the plan was ignored."
+                    )
+                self.accept(checked, data)
+                return self.record()
             repair = prompts.repair_section(attempt.errors, text, sorted(self.top))
             self.top = {}  # the next plan's indices are its own; running nodes match by content
         if settings.fallback and data is not None:
@@ -217,13 +266,36 @@ class Planner:
             if checked.ok:
                 self.accept(checked, data)
                 return self.record()
-        errors = self.attempts[-1].errors
+        made = len(self.attempts)
         raise PlanningError(
-            f"the coordinator's plan was still unusable after {settings.attempts} attempt(s): "
-            + " ".join(errors)
+            f"the coordinator's plan was still unusable after {made} attempt(s); what was wrong "
+            "with the last: "
+            + " ".join(self.attempts[-1].errors)
             + " Fix: allow more attempts (--plan-attempts), use a stronger --model, or pass "
             "--fallback to run the plan's valid agents in declared order."
         )
+
+    def read(self, attempt: Attempt, truncated: bool, cap: int) -> tuple[Any, CheckedPlan | None]:
+        """Find and check the plan in ``attempt``'s answer; its errors go on ``attempt``.
+
+        Returns the plan's JSON (None if there is none) and its check (None likewise).
+        """
+        try:
+            data = find_plan(attempt.text)
+        except PlanParseError as exc:
+            if not truncated:
+                attempt.errors.append(str(exc))
+                return None, None
+            attempt.errors.append(
+                f"the answer was cut off at the output cap of {cap:,} tokens (finish_reason "
+                f"{attempt.finish_reason!r}) before the plan was complete. Send a shorter plan: "
+                f"at most {self.settings.max_agents} agents, each task one or two sentences, "
+                "each agent written once."
+            )
+            return None, None
+        checked = check_plan(data, self.roles, self.tools, max_agents=self.settings.max_agents)
+        attempt.errors.extend(checked.errors)
+        return data, checked
 
     def offer(self, index: int, entry: dict[str, Any], held: dict[int, dict[str, Any]]) -> None:
         """A streamed agent: start it now if it is valid and its dependencies are planned."""
@@ -240,7 +312,8 @@ class Planner:
     def accept(self, checked: CheckedPlan, data: Mapping[str, Any]) -> None:
         """The whole plan is good: add every agent not started yet, dependencies first."""
         self.plan = checked
-        self.description = str(data.get("description", ""))
+        # A schema-constrained plan has no description: the question says what it is for.
+        self.description = str(data.get("description") or " ".join(self.question.split())[:200])
         self.warnings.extend(checked.warnings)
         # Agents streamed from a refused plan that the accepted one does not have: they
         # ran (or run) but are not part of the plan, its answer or its agent budget.
@@ -292,6 +365,11 @@ class Planner:
         key = (f"{parent or ''}|{agent.role}", agent.task)
         existing = self.by_content.get(key)
         if existing is not None:  # the same agent from an earlier attempt: keep it
+            if existing in ids.values():  # or from this very plan, which repeats itself
+                self.warnings.append(
+                    f"agent {agent.index} ({agent.role}) of {parent or 'the plan'} repeats an "
+                    f"earlier agent (the same role and task): it is {existing}, run once."
+                )
             ids[agent.index] = existing
             return existing
         if self.planned >= self.settings.max_agents:
@@ -346,14 +424,15 @@ class Planner:
 
     def gate(self, node_id: str) -> None:
         """Before any node starts: the token budget."""
-        limit = self.settings.max_tokens
+        limit = self.settings.token_budget
         if limit is None or self.run is None:
             return
         used = self.run.tokens_used()
         if used >= limit:
             raise BudgetExceededError(
-                f"the token budget max_tokens={limit:,} is used up ({used:,} tokens so far); "
-                f"{node_id!r} was not started. Fix: raise --max-tokens."
+                f"the token budget token_budget={limit:,} is used up ({used:,} tokens so far, "
+                f"plan attempts included); {node_id!r} was not started. "
+                "Fix: raise --token-budget."
             )
 
     # -- delegation ------------------------------------------------------------------------
@@ -413,7 +492,7 @@ class Planner:
             task=prompts.review_prompt(self.question, self.settings.review),
             depends_on=tuple(final),
             literal_task=True,
-            options=self.json_mode,
+            options=self.review_format,
         )
         self.review_node = REVIEW
         run.add_node(node)

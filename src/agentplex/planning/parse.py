@@ -2,9 +2,17 @@
 
 Models wrap JSON in prose and code fences, or stop half-way. :func:`find_plan`
 takes the first JSON object in the text that has an ``"agents"`` list (or, for
-reviews, a given key). :class:`AgentLines` reads a plan as it streams: every
-complete line that is one agent object (``{"role": ..., ...}``, a trailing
-comma allowed) is an agent, numbered in the order it arrived.
+reviews, a given key). :class:`AgentStream` reads a plan as it streams, laid
+out in any way (pretty-printed, as small models and grammar-constrained ones
+write it, or one agent per line, or all on one line): each element of the
+``"agents"`` array is handed over, with its index, once its object has closed.
+
+It is a small scanner rather than a partial-JSON parser such as ``jiter``
+(which the ``openai`` extra brings): a partial parse cannot tell a closed
+object from one cut off after a complete value (``{"task": "a"`` and
+``{"task": "a"}`` read the same, ``[1`` may become ``[12``), reports no
+offsets to resume from, so it would re-read the buffer on every chunk; and
+planning must work with the core dependencies alone (the simulator has no extra).
 
 Both are linear in the answer's length and bounded, since the answer is
 untrusted: an answer longer than :data:`MAX_PLAN_CHARS` is refused, and so is
@@ -14,7 +22,7 @@ stops with ``RecursionError``, which is caught right at the call, so the
 caller never sees one. The refusal is a :class:`PlanParseError` worded for the
 coordinator, which the planner sends back as a repair prompt. A stream stops
 yielding agents once it passes the size limit (the whole answer will be
-refused), and an agent line nested too deeply is counted but never yielded.
+refused), and an agent nested too deeply is counted but never handed over.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ _OBJECT_START = re.compile(r'\{[ \t\n\r]*["}]')
 # Decodes that fail cost O(position) each (the error computes its line and column),
 # so after this many the search stops: a real answer has a handful at most.
 _MAX_FAILED_DECODES = 100
-_AGENT_KEYS = ("role", "task", "function", "depends_on")
+# Where AgentStream's scanner stops: outside strings, and inside them.
+_STRUCTURAL = re.compile(r'[{}\[\]",:]')
+_STRING_STOP = re.compile(r'["\\]')
 
 
 def _too_large(size: int) -> PlanParseError:
@@ -125,76 +135,171 @@ def find_plan(text: str) -> dict[str, Any]:
     return find_json(text, "agents")
 
 
-class AgentLines:
-    """Feed streamed text; get each agent object as soon as its line is complete.
+class AgentStream:
+    """Feed a plan as it streams; get each agent object as soon as it is complete.
 
-    Each character is handled a bounded number of times, whatever the chunks:
-    the unfinished line is kept as a list of pieces and joined once, when its
-    newline arrives.
+    The plan may be laid out in any way (one agent per line, pretty-printed, all
+    on one line) and wrapped in prose or a code fence. The agents are the
+    elements of the first ``"agents": [...]`` array in the text, numbered in
+    order, so streamed indices match the whole plan's; an element that is not
+    an object, or is nested too deeply, takes its index but is never handed over.
+
+    An agent object is handed over when its closing ``}`` arrives, never
+    before: a half-written task, or a number that may still grow (``[1`` before
+    ``[12``), is inside an unclosed object. Strings, their escapes and brackets
+    are tracked across chunk boundaries by a small scanner, so a ``}`` inside a
+    task is text, not the object's end.
+
+    Linear in the text, whatever the chunks: the scanner jumps between
+    structural characters with a regular expression (each character is looked
+    at once), an unfinished object is kept as a list of pieces joined once when
+    it closes, and each object's text is decoded once (:attr:`decoded` counts
+    the characters handed to the decoder, at most :attr:`chars`). A stream past
+    :data:`MAX_PLAN_CHARS` stops handing over agents (the whole answer will be
+    refused), and once the agents array has closed the rest is not read.
     """
 
     def __init__(self) -> None:
-        self.pending: list[str] = []
-        """Pieces of the line not finished yet."""
         self.count = 0
-        """Agent lines seen so far (valid or not), so indices match the whole plan's."""
+        """Elements of the agents array seen so far, so indices match the whole plan's."""
         self.chars = 0
         """Characters fed so far."""
+        self.decoded = 0
+        """Characters handed to the JSON decoder (one per character of each closed agent)."""
         self.full = False
         """Past :data:`MAX_PLAN_CHARS`: the whole answer will be refused; nothing more is read."""
+        self.done = False
+        """The agents array has closed: what follows cannot add agents."""
+        self._depth = 0  # open objects and arrays, of any kind (the JSON decoder checks the kinds)
+        self._in_string = False
+        self._escape = False  # the chunk ended right after a backslash inside a string
+        self._key: list[str] | None = None  # the string being read, while it may still be "agents"
+        self._key_chars = 0
+        self._after_agents = False  # the last string read was exactly "agents"
+        self._expect_array = False  # just read `"agents":`; a `[` now opens the agents array
+        self._array = 0  # depth inside the agents array; 0 until it has opened
+        self._element = False  # the current element of the agents array has begun
+        self._start = -1  # where the open agent object began in this chunk; -1: none open
+        self._pieces: list[str] = []  # the open agent object's text from earlier chunks
+        self._too_deep = False  # the open agent object nests past the limit: never decoded
 
     def feed(self, text: str) -> list[tuple[int, dict[str, Any]]]:
         """Add ``text``; return the ``(index, agent)`` pairs it completed."""
-        if self.full:
+        if self.full or self.done:
             return []
         self.chars += len(text)
         if self.chars > MAX_PLAN_CHARS:
             self.full = True
-            self.pending = []
+            self._pieces = []
             return []
-        if "\n" not in text:
-            self.pending.append(text)
-            return []
-        first, *lines, rest = text.split("\n")
-        self.pending.append(first)
-        lines.insert(0, "".join(self.pending))
-        self.pending = [rest] if rest else []
-        return [agent for line in lines if (agent := self._agent(line)) is not None]
+        got: list[tuple[int, dict[str, Any]]] = []
+        pos, end = 0, len(text)
+        while pos < end:
+            if self._in_string:
+                pos = self._string(text, pos)
+                continue
+            match = _STRUCTURAL.search(text, pos)
+            stop = end if match is None else match.start()
+            if self._array and self._depth == self._array and not self._element:
+                # a number, true, false or null as an element of the agents array
+                self._element = bool(text[pos:stop].strip())
+            if match is None:
+                break
+            pos = stop + 1
+            self._structural(text, stop, got)
+            if self.done:
+                return got
+        if self._start >= 0:  # an agent object still open: keep this chunk's part of it
+            if not self._too_deep:
+                self._pieces.append(text[self._start :])
+            self._start = 0
+        return got
 
     def close(self) -> list[tuple[int, dict[str, Any]]]:
-        """The last line, if it was an agent."""
-        rest, self.pending = "".join(self.pending), []
-        if self.full:
-            return []
-        agent = self._agent(rest)
-        return [agent] if agent is not None else []
+        """End the stream. Nothing more is handed over: an object still open was cut off."""
+        self.done = True
+        self._pieces = []
+        self._start = -1
+        return []
 
-    def _agent(self, line: str) -> tuple[int, dict[str, Any]] | None:
-        line = line.strip().rstrip(",").strip()
-        if not (line.startswith("{") and line.endswith("}")):
-            return None
-        try:
-            value = _decode(line)
-            if value is None and line.endswith("]}"):
-                # the last agent followed by the end of the plan on the same line
-                value = _decode(line[:-2].rstrip())
-        except RecursionError:  # raised by the C decoder as it enters one level too many
-            self.count += 1  # an agent line of the plan, which the whole plan refuses
-            return None
-        if not isinstance(value, dict) or "agents" in value:
-            return None
-        if not any(key in value for key in _AGENT_KEYS):
-            return None  # counted even when invalid, so indices match the whole plan's
-        index = self.count
-        self.count += 1
-        if nested_deeper(value, MAX_PLAN_DEPTH - 2):  # an agent sits two levels down a plan
-            return None
-        return index, value
+    def _string(self, text: str, pos: int) -> int:
+        """Read string characters from ``pos``; return where to continue."""
+        if self._escape:  # the escaped character opens this chunk
+            self._escape = False
+            return pos + 1
+        match = _STRING_STOP.search(text, pos)
+        stop = len(text) if match is None else match.start()
+        if self._key is not None:
+            self._key_chars += stop - pos
+            if self._key_chars > len("agents"):
+                self._key = None
+            else:
+                self._key.append(text[pos:stop])
+        if match is None:
+            return stop
+        if text[stop] == "\\":
+            self._key = None  # an escape in a key: not the plain key "agents"
+            if stop + 1 < len(text):
+                return stop + 2
+            self._escape = True
+            return stop + 1
+        self._in_string = False
+        self._after_agents = self._key is not None and "".join(self._key) == "agents"
+        self._key = None
+        return stop + 1
 
+    def _structural(self, text: str, at: int, got: list[tuple[int, dict[str, Any]]]) -> None:
+        """Handle the structural character at ``text[at]`` (outside any string)."""
+        char = text[at]
+        depth = self._depth
+        after_agents, self._after_agents = self._after_agents, False
+        expect_array, self._expect_array = self._expect_array, False
+        if depth == 0 and char != "{":
+            return  # prose around the JSON: only an object can start a plan
+        in_array = self._array and depth == self._array
+        if char == '"':
+            self._in_string = True
+            if in_array:
+                self._element = True
+            elif not self._array:
+                self._key, self._key_chars = [], 0
+        elif char in "{[":
+            self._depth = depth + 1
+            if expect_array and char == "[":
+                self._array, self._element = depth + 1, False
+            elif in_array:
+                self._element = True
+                if char == "{":
+                    self._start, self._pieces, self._too_deep = at, [], False
+            elif self._start >= 0 and depth + 1 - self._array > MAX_PLAN_DEPTH - 2:
+                self._too_deep, self._pieces = True, []  # an agent sits two levels down a plan
+        elif char in "}]":
+            self._depth = depth - 1
+            if not self._array:
+                return
+            if depth == self._array:  # the agents array closed
+                self.count += self._element
+                self.done = True
+            elif depth == self._array + 1 and self._start >= 0:  # an agent object closed
+                self._close_agent(text, at, got)
+        elif char == ",":
+            if in_array:
+                self.count += self._element
+                self._element = False
+        elif char == ":" and after_agents and not self._array:
+            self._expect_array = True
 
-def _decode(line: str) -> Any:
-    """The JSON value of ``line``, or None if it is not JSON (``RecursionError`` passes)."""
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
+    def _close_agent(self, text: str, at: int, got: list[tuple[int, dict[str, Any]]]) -> None:
+        start, self._start = self._start, -1
+        pieces, self._pieces = self._pieces, []
+        if self._too_deep:
+            return
+        pieces.append(text[start : at + 1])
+        body = "".join(pieces)
+        self.decoded += len(body)
+        try:  # nesting is bounded by the scan, so the decoder cannot recurse too deeply
+            value = json.loads(body)
+        except ValueError:  # brackets that do not match, a bad literal: the plan will say
+            return
+        if isinstance(value, dict):
+            got.append((self.count, value))

@@ -2,13 +2,21 @@
 
 The section headings are fixed strings: the simulator recognises them to play
 the coordinator, and tests can find them in recorded prompts.
+
+The plan is also asked for with a JSON Schema (:func:`plan_schema`), which
+every provider enforces its own way: a grammar on llama.cpp, structured
+outputs on OpenAI, a forced tool call on Anthropic. A constrained model can
+then only write a well-formed plan of the offered roles and tools; what a
+schema cannot say (dependencies on earlier agents only, no cycles) is still
+checked by :mod:`agentplex.planning.check`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from agentplex.model.roles import Role
+from agentplex.model.roles import Role, RoleLibrary
 
 QUESTION = "## Question"
 ROLES = "## Roles you can use"
@@ -26,6 +34,84 @@ _EXAMPLE = (
     '{"role": "analyzer", "task": "<what to compare>", "depends_on": [0, 1]}\n'
     "]}"
 )
+
+
+PLAN_SCHEMA_NAME = "plan"
+
+PLAN_TOKENS_BASE = 256
+PLAN_TOKENS_PER_AGENT = 96
+"""The coordinator's output cap is ``PLAN_TOKENS_BASE + PLAN_TOKENS_PER_AGENT *
+max_agents`` (2,176 tokens for 20 agents). A pretty-printed agent whose task
+has two or three sentences takes about 60 tokens, so a full plan fits with
+room to spare, while a model that loops inside a task or repeats agents stops
+there: on a small local model at 25 tokens/s, within a minute and a half."""
+
+
+def plan_output_cap(max_agents: int) -> int:
+    """The output cap of one coordinator call planning at most ``max_agents`` agents."""
+    return PLAN_TOKENS_BASE + PLAN_TOKENS_PER_AGENT * max_agents
+
+
+def plan_schema(
+    roles: Sequence[str], tools: Sequence[str], *, max_agents: int, can_delegate: bool
+) -> dict[str, Any]:
+    """The JSON Schema of a plan of at most ``max_agents`` agents of ``roles``.
+
+    Written for the common subset of the schema dialects that constrain
+    generation: only ``type``, ``properties``, ``required``,
+    ``additionalProperties: false``, ``items``, ``minItems``/``maxItems``,
+    ``enum`` and integer ``minimum``/``maximum`` (llama.cpp's grammar converter
+    skips what it does not know silently; OpenAI's strict mode refuses string
+    lengths). Every property is required, so the schema is
+    strict-compatible and a grammar writes them in this order: ``role`` first,
+    which is all a streamed agent needs to be checked, ``task``, then
+    ``depends_on`` (indices of earlier agents, as the plan format has them).
+    ``tools`` is there only when tools are registered and ``delegate`` only
+    when agents may delegate, so a model never has to write a field it may not
+    use. There is no ``description``: the agents come first, and start sooner.
+    """
+    last = max(max_agents - 1, 0)
+    agent: dict[str, Any] = {
+        "role": {"type": "string", "enum": sorted(roles)},
+        "task": {"type": "string"},
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": last},
+            "maxItems": last,
+        },
+    }
+    if tools:
+        agent["tools"] = {
+            "type": "array",
+            "items": {"type": "string", "enum": sorted(tools)},
+            "maxItems": len(tools),
+        }
+    if can_delegate:
+        agent["delegate"] = {"type": "boolean"}
+    return {
+        "type": "object",
+        "properties": {
+            "agents": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": agent,
+                    "required": list(agent),
+                    "additionalProperties": False,
+                },
+                "minItems": 1,
+                "maxItems": max_agents,
+            }
+        },
+        "required": ["agents"],
+        "additionalProperties": False,
+    }
+
+
+PLAN_SCHEMA: dict[str, Any] = plan_schema(
+    [name for name in RoleLibrary() if name != "coordinator"], (), max_agents=20, can_delegate=True
+)
+"""The schema of a default ``ask``: the built-in roles, no tools, 20 agents, delegation on."""
 
 
 def plan_prompt(
@@ -60,8 +146,7 @@ def plan_prompt(
         )
     parts.append(RULES + "".join(f"\n- {rule}" for rule in rules))
     parts.append(
-        f"{FORMAT}\nAnswer with JSON only, one agent object per line, in dependency order:\n"
-        + _EXAMPLE
+        f"{FORMAT}\nAnswer with JSON only, the agents in dependency order, like this:\n" + _EXAMPLE
     )
     if repair:
         parts.append(repair)
@@ -94,7 +179,7 @@ def delegation_note(roles: Sequence[Role], remaining: int) -> str:
 def review_prompt(question: str, revisions: int) -> str:
     """The manager's review of the finished plan's outputs (given as context sections)."""
     return (
-        f"{QUESTION}\n{question.strip()}\n\nThe plan's final results are below. Send at most "
+        f"{QUESTION}\n{question.strip()}\n\nThe plan's final results are in the material above. Send at most "
         f"{revisions} of them back for one revision each, only if they are weak.\n\n"
         f"{REVIEW}\nAnswer with JSON only: "
         '{"revise": [{"agent": "<agent id>", "critique": "<what to fix>"}]} '
@@ -104,6 +189,4 @@ def review_prompt(question: str, revisions: int) -> str:
 
 def revision_task(task: str, critique: str) -> str:
     """The task of an agent sent back for revision (its first answer is its context)."""
-    return (
-        f"{task}\n\nRevise your earlier answer (given below) to address this critique: {critique}"
-    )
+    return f"{task}\n\nRevise your earlier answer (in the material above) to address this critique: {critique}"

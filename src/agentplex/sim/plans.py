@@ -12,15 +12,18 @@ the simulator answers like a careful coordinator would:
   and a writer.
 
 Plans respect the stated agent budget, are written one agent per line, and
-are the same for the same prompt. A delegating agent whose task lists parts
+are the same for the same prompt. ``plan-pretty`` writes them pretty-printed
+(as small real models do, grammar-constrained or not) and ``plan-oneline``
+all on one line; the streaming planner must start agents from either. A delegating agent whose task lists parts
 answers with a sub-plan; a review sends back the weakest result.
 
 Model names ask for broken plans, to test every repair path:
-``plan-bad-json``, ``plan-cycle``, ``plan-out-of-range``, ``plan-unknown-role``,
-``plan-function``, ``plan-unknown-tool``, ``plan-empty``, ``plan-huge``
-(10,000 agents) break the first attempt only (the repair succeeds);
-``plan-always-<fault>`` breaks every attempt. ``plan-prose`` wraps a good plan
-in prose and a code fence, as chat models do.
+``plan-bad-json``, ``plan-unknown-role``, ``plan-function``,
+``plan-unknown-tool``, ``plan-empty``, ``plan-huge`` (10,000 agents) break the
+first attempt only (the repair succeeds); ``plan-always-<fault>`` breaks
+every attempt. ``plan-cycle`` and ``plan-out-of-range`` write dependencies the
+planner drops itself (a cycle through a later agent, an index past the end).
+``plan-prose`` wraps a good plan in prose and a code fence, as chat models do.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import re
 from typing import Any
 
+from agentplex.llm.material import parse_prompt
 from agentplex.planning.prompts import DELEGATE, FORMAT, QUESTION, REPAIR, REVIEW, TOOLS
 
 FAULTS = (
@@ -181,8 +185,17 @@ def plan_agents(question: str, budget: int) -> list[dict[str, Any]]:
     return agents[: max(1, budget)]
 
 
-def render(agents: list[dict[str, Any]], description: str) -> str:
-    """A plan as the coordinator writes it: one agent per line."""
+LAYOUTS = ("lines", "pretty", "oneline")
+
+
+def render(agents: list[dict[str, Any]], description: str, layout: str = "lines") -> str:
+    """A plan as the coordinator writes it: one agent per line (``lines``),
+    pretty-printed with two-space indents (``pretty``) or on one line (``oneline``)."""
+    plan = {"description": description, "agents": agents}
+    if layout == "pretty":
+        return json.dumps(plan, ensure_ascii=False, indent=2)
+    if layout == "oneline":
+        return json.dumps(plan, ensure_ascii=False)
     lines = ",\n".join(json.dumps(a, ensure_ascii=False) for a in agents)
     head = json.dumps(description, ensure_ascii=False)
     return f'{{"description": {head}, "agents": [\n{lines}\n]}}'
@@ -198,11 +211,14 @@ def _plan(model: str, user: str) -> str:
             if agent["role"] == "researcher":
                 agent["tools"] = tools[:1]
     fault = model.removeprefix("plan-") if model.startswith("plan-") else ""
+    layout = fault if fault in LAYOUTS else "lines"
+    if fault in LAYOUTS:
+        fault = ""
     always = fault.startswith("always-")
     fault = fault.removeprefix("always-")
     if fault and fault != "prose" and (always or REPAIR not in user):
         return _broken(fault, agents, question)
-    text = render(agents, f"Plan for: {question[:80]}")
+    text = render(agents, f"Plan for: {question[:80]}", layout)
     if fault == "prose":
         return f"Here is the plan you asked for.\n\n```json\n{text}\n```\nGood luck!"
     return text
@@ -238,7 +254,8 @@ def _broken(fault: str, agents: list[dict[str, Any]], question: str) -> str:
 
 def _sub_plan(user: str) -> str | None:
     """A delegating agent's sub-plan when its task lists parts ("X: a, b (c, d)")."""
-    task = user[: user.find(DELEGATE)]
+    task = parse_prompt(user).task  # after the material its dependencies gave it, if any
+    task = task[: task.find(DELEGATE)]
     head, _, listed = task.partition(":")
     parts = _items(listed.split("\n", 1)[0]) if listed else []
     budget = _budget(user)
