@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.realmodel import real_server  # noqa: F401
+
 if TYPE_CHECKING:
     from agentplex.sim.server import SimServer
 
