@@ -25,38 +25,16 @@ class NodeContext:
     inputs: Mapping[str, Any]
     _ask: Callable[..., Awaitable[Completion]]
 
-    async def ask(
-        self,
-        role: str,
-        task: str,
-        *,
-        model: str | None = None,
-        on_text: Callable[[str], None] | None = None,
-        schema: Mapping[str, Any] | None = None,
-        schema_name: str = "answer",
-        max_output_tokens: int | None = None,
-        **options: Any,
-    ) -> str:
-        """Ask an agent of ``role`` to do ``task`` (plain text) and return its answer.
+    async def ask(self, role: str, task: str, **keywords: Any) -> str:
+        """Ask an agent of ``role`` to do ``task`` (plain text) and return its answer's text.
 
-        ``on_text``, if given, receives the answer piece by piece as it streams.
-        ``schema`` is a JSON Schema the answer must follow (sent as
-        ``Request.schema``; the answer's text is then the JSON), and
-        ``max_output_tokens`` the call's output cap (default: the role's, the
-        run's, else the default cap). Tokens are counted towards this node,
-        even if the node then fails.
+        Takes :meth:`complete`'s keywords: ``model``, ``on_text`` (the answer piece by
+        piece as it streams), ``schema`` (a JSON Schema the answer must follow; the
+        text is then the JSON), ``schema_name``, ``max_output_tokens`` (default: the
+        role's, the run's, else the default cap) and provider options. Tokens are
+        counted towards this node, even if the node then fails.
         """
-        completion = await self.complete(
-            role,
-            task,
-            model=model,
-            on_text=on_text,
-            schema=schema,
-            schema_name=schema_name,
-            max_output_tokens=max_output_tokens,
-            **options,
-        )
-        return completion.text
+        return (await self.complete(role, task, **keywords)).text
 
     async def complete(
         self,
