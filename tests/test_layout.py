@@ -29,6 +29,17 @@ NEVER = {
     "agentplex.llm": ("sim", "planning", "batch", "cli", "report", "engine", "model", "store"),
     "agentplex.engine": ("sim", "planning", "batch", "cli", "report", "cluster"),
     "agentplex.store": ("engine", "sim", "planning", "batch", "cli", "report"),
+    "agentplex.tools": (
+        "engine",
+        "model",
+        "store",
+        "files",
+        "sim",
+        "planning",
+        "batch",
+        "cli",
+        "report",
+    ),
 }
 
 

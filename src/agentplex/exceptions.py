@@ -23,8 +23,9 @@ keeps working for code that does not know about agentplex::
      ├── RetryableError                     raise it (or subclass it) to ask for a retry
      ├── ProviderError                      an LLM call failed (.retryable, .status)
      ├── AnswerTruncatedError               an answer was cut off at its output cap (.retryable)
- ├── OutputSchemaError                  an answer did not match the node's output_schema
- ├── NodeError                          one node failed for good (.node_id, .attempts)
+     ├── OutputSchemaError                  an answer did not match the node's output_schema
+     ├── ToolError                          a tool failed its node (on_error="fail") (.tool)
+     ├── NodeError                          one node failed for good (.node_id, .attempts)
      │    └── NodeTimeoutError (TimeoutError)
      ├── RunFailedError                     RunResult.raise_for_status() on a failed run
      ├── StoreError                         the run store cannot be used; the message says why
@@ -295,6 +296,16 @@ class OutputSchemaError(AgentplexError):
             f"(each retry sent the errors back): {listed}. Fix: simplify the schema, "
             "describe the fields in the task, or use a model that supports structured output"
         )
+
+
+class ToolError(AgentplexError):
+    """A tool call failed a node: the tool raised or timed out and its policy is
+    ``on_error="fail"``, or a tool could not be defined. The tool's own exception
+    is ``__cause__``."""
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        super().__init__(f"tool {tool!r}: {message}")
 
 
 class NodeError(AgentplexError):
