@@ -261,3 +261,30 @@ async def test_cpu_bound_tools_run_in_another_process() -> None:
         await box.aclose()
     assert box._processes is None
     assert pid() == os.getpid()
+
+
+async def test_a_tool_built_from_a_schema_checks_arguments_with_it() -> None:
+    async def lookup(**arguments: object) -> str:
+        return f"found {arguments['entity']}"
+
+    described = Tool(
+        name="lookup_entity",
+        description="Look an entity up.",
+        parameters={
+            "type": "object",
+            "properties": {"entity": {"type": "string"}},
+            "required": ["entity"],
+            "additionalProperties": False,
+        },
+        fn=lookup,
+    )
+    box = ToolBox([described])
+    ok, refused = await box.call_all(
+        [("c1", "lookup_entity", {"entity": "ACME"}), ("c2", "lookup_entity", {"entity": 3})]
+    )
+    assert ok.content == "found ACME"
+    assert refused.is_error
+    assert (
+        refused.content
+        == "error: invalid arguments for lookup_entity: entity: 3 is not of type 'string'"
+    )

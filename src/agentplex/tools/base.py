@@ -60,7 +60,8 @@ class Tool:
     cpu_bound: bool = False
     """Run the function in a process (it must be importable), not in a thread."""
     validator: Any = field(default=None, repr=False, compare=False)
-    """The pydantic model that checks arguments (built from the signature)."""
+    """The pydantic model that checks arguments (built from the signature); None: they
+    are checked against :attr:`parameters` with ``jsonschema`` and passed unconverted."""
 
     @classmethod
     def from_function(
@@ -112,6 +113,8 @@ class Tool:
         Raises:
             ValueError: listing what is wrong, in words a model can act on.
         """
+        if self.validator is None:  # a schema given as data (a tool built without pydantic)
+            return _checked_by_schema(self.name, self.parameters, arguments)
         from pydantic import ValidationError
 
         try:
@@ -164,6 +167,26 @@ def tool(
         )
 
     return make if fn is None else make(fn)
+
+
+def _checked_by_schema(
+    name: str, schema: Mapping[str, Any], arguments: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``arguments`` as a dict if ``schema`` (JSON Schema 2020-12) accepts them.
+
+    Raises:
+        ValueError: listing the first problems.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(dict(schema))
+    problems = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
+        for e in sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.path))[:10]
+    ]
+    if problems:
+        raise ValueError(f"invalid arguments for {name}: {'; '.join(problems)}")
+    return dict(arguments)
 
 
 def _check_settings(

@@ -4,7 +4,10 @@ A :class:`ToolBox` holds the tools one run offers. :meth:`ToolBox.call_all`
 runs one model turn's calls concurrently, so a turn's latency is its slowest
 call, not their sum; each tool's ``max_concurrency`` is a semaphore shared by
 every call of that tool through this box (every node of a run), and its
-``timeout_s`` is a timer around one call.
+``timeout_s`` is a timer around one call. A sync tool past its timeout is
+answered (its thread cannot be stopped, and runs on to its end, outside the
+tool's limit): a tool that can hang should be async, or honour a timeout of
+its own.
 
 A model's call is untrusted input. A call of a tool that was not offered, or
 with arguments the tool's schema refuses, never reaches a function: it comes
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -206,7 +210,7 @@ class ToolBox:
 
     async def _invoke(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         fn = tool.fn
-        if asyncio.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn):
             return await fn(**arguments)
         if tool.cpu_bound:
             if self._processes is None:
