@@ -288,3 +288,13 @@ async def test_a_tool_built_from_a_schema_checks_arguments_with_it() -> None:
         refused.content
         == "error: invalid arguments for lookup_entity: entity: 3 is not of type 'string'"
     )
+
+
+def test_parameters_named_like_pydantic_methods_work() -> None:
+    def export(json: str, copy: int = 1) -> str:
+        """Export a document."""
+        return json * copy
+
+    described = Tool.from_function(export)
+    assert sorted(described.parameters["properties"]) == ["copy", "json"]
+    assert described.check_arguments({"json": "a", "copy": 2}) == {"json": "a", "copy": 2}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -125,7 +126,8 @@ class Tool:
                 for e in exc.errors()[:10]
             )
             raise ValueError(f"invalid arguments for {self.name}: {problems}") from None
-        return {key: getattr(checked, key) for key in type(checked).model_fields}
+        values = checked.__dict__  # not getattr: a field may be named like a method
+        return {key: values[key] for key in type(checked).model_fields}
 
 
 def tool(
@@ -234,11 +236,13 @@ def _arguments_model(name: str, fn: Callable[..., Any], docs: Mapping[str, str])
             pydantic.Field(default, description=docs.get(param.name) or None),
         )
     try:
-        return pydantic.create_model(
-            f"{name}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid"),
-            **fields,
-        )
+        with warnings.catch_warnings():  # a parameter named `json` or `copy` is fine here
+            warnings.filterwarnings("ignore", "Field name .* shadows an attribute", UserWarning)
+            return pydantic.create_model(
+                f"{name}_arguments",
+                __config__=pydantic.ConfigDict(extra="forbid"),
+                **fields,
+            )
     except (pydantic.PydanticUserError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ToolError(name, f"pydantic cannot describe its parameters: {first}") from exc
