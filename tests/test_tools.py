@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import os
 from typing import Literal
 
 import pytest
@@ -103,12 +103,9 @@ async def test_a_turns_calls_run_side_by_side_and_per_tool_limits_hold() -> None
         return n
 
     box = ToolBox([Tool.from_function(slow)])
-    start = time.perf_counter()
     outcomes = await box.call_all([(f"c{i}", "slow", {"n": i}) for i in range(5)])
-    side_by_side = time.perf_counter() - start
     assert [o.content for o in outcomes] == ["0", "1", "2", "3", "4"]
-    assert peak == 5
-    assert side_by_side < 0.2 * 5  # not one after another (generous: a loaded machine)
+    assert peak == 5  # all five at once, not one after another
 
     peak = 0
     limited = ToolBox([Tool.from_function(slow, max_concurrency=2)])
@@ -238,29 +235,19 @@ def test_two_tools_of_one_name_are_refused() -> None:
     ]
 
 
-def square(n: int) -> int:
-    """Square a number (module level, so a process can import it)."""
-    import os
-
-    return n * n + 0 * os.getpid()
+def process_id() -> int:
+    """Say which process runs this (module level, so a process can import it)."""
+    return os.getpid()
 
 
 async def test_cpu_bound_tools_run_in_another_process() -> None:
-    import os
-
-    def pid() -> int:
-        """Say which process runs this."""
-        return os.getpid()
-
-    box = ToolBox([Tool.from_function(square, cpu_bound=True)])
+    box = ToolBox([Tool.from_function(process_id, cpu_bound=True)])
     try:
-        (outcome,) = await box.call_all([("c1", "square", {"n": 7})])
-        assert outcome.content == "49"
-        assert box._processes is not None  # it went to the pool, not a thread
+        (outcome,) = await box.call_all([("c1", "process_id", {})])
+        assert int(outcome.content) != os.getpid()
     finally:
         await box.aclose()
     assert box._processes is None
-    assert pid() == os.getpid()
 
 
 async def test_a_tool_built_from_a_schema_checks_arguments_with_it() -> None:

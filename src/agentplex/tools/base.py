@@ -14,6 +14,7 @@ pydantic is imported when a tool is defined, not when agentplex is.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -157,17 +158,15 @@ def tool(
         ToolError: see :meth:`Tool.from_function`.
     """
 
-    def make(f: Callable[..., Any]) -> Tool:
-        return Tool.from_function(
-            f,
-            name=name,
-            description=description,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            on_error=on_error,
-            cpu_bound=cpu_bound,
-        )
-
+    make = functools.partial(
+        Tool.from_function,
+        name=name,
+        description=description,
+        max_concurrency=max_concurrency,
+        timeout_s=timeout_s,
+        on_error=on_error,
+        cpu_bound=cpu_bound,
+    )
     return make if fn is None else make(fn)
 
 
